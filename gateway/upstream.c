@@ -1,0 +1,540 @@
+/* Routes pushes to APNs over the HTTP/2 pool and applies SPEC §5's retry
+ * rules inside each push's deadline. Built before the loop starts (opening
+ * the pre-warmed connections); afterwards used on the loop thread only. */
+#include "pushgw/upstream.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pushgw/apns.h"
+#include "pushgw/log.h"
+#include "pushgw/util.h"
+
+#define APNS_PRODUCTION_URL "https://api.push.apple.com"
+#define APNS_SANDBOX_URL "https://api.sandbox.push.apple.com"
+#define MAX_ORIGINS_PER_CRED 2
+#define MAX_ATTEMPTS 5
+#define BACKOFF_BASE_MS 100
+#define BACKOFF_MAX_MS 2000
+#define JWT_CHECK_PERIOD_MS 60000
+
+/* One APNs credential (a team's provider key, or a client certificate) and
+ * its connections: Apple ties a connection to one credential. */
+typedef struct apns_endpoint {
+	char *cred_key;
+	apns_cred *cred; /* NULL for certificate auth */
+	const pgw_apns_conf *conf;
+	struct {
+		char *url;
+		h2_origin *origin;
+	} origins[MAX_ORIGINS_PER_CRED];
+	int n_origins;
+} apns_endpoint;
+
+struct upstream {
+	const pgw_config *cfg;
+	evloop *loop;
+	h2pool *pool;
+	apns_endpoint *eps;
+	size_t n_eps;
+	apns_endpoint **app_ep; /* per cfg->apps index; NULL when no APNs */
+	evloop_timer *jwt_timer;
+};
+
+/* Per-push state while it is in flight. */
+typedef struct attempt {
+	upstream *up;
+	pgw_push *push;
+	apns_endpoint *ep;
+	h2_origin *origin;
+	pgw_apns_env env;
+	uint64_t jwt_gen;
+	evloop_timer *timer;
+} attempt;
+
+const char *pgw_push_status_str(pgw_push_status s)
+{
+	switch (s) {
+	case PGW_PUSH_PENDING: return "pending";
+	case PGW_PUSH_SENT: return "sent";
+	case PGW_PUSH_INVALID_TOKEN: return "invalid_token";
+	case PGW_PUSH_FAILED: return "failed";
+	case PGW_PUSH_TIMEOUT: return "timeout";
+	}
+	return "failed";
+}
+
+static const char *env_url(const pgw_apns_conf *conf, pgw_apns_env env)
+{
+	if (conf->url)
+		return conf->url;
+	return env == PGW_ENV_SANDBOX ? APNS_SANDBOX_URL : APNS_PRODUCTION_URL;
+}
+
+static h2_origin *endpoint_origin(upstream *up, apns_endpoint *ep, const char *url)
+{
+	const pgw_config *cfg = up->cfg;
+	h2_origin_opts o = {0};
+	int i;
+
+	for (i = 0; i < ep->n_origins; i++)
+		if (strcmp(ep->origins[i].url, url) == 0)
+			return ep->origins[i].origin;
+	if (ep->n_origins == MAX_ORIGINS_PER_CRED)
+		return NULL;
+	o.url = url;
+	o.client_cert_file = ep->cred ? NULL : ep->conf->cert_file;
+	o.client_key_file = ep->cred ? NULL : ep->conf->cert_key_file;
+	o.connections = cfg->upstream_connections;
+	o.max_connections = cfg->upstream_connections * 4 > 64 ? 64 : cfg->upstream_connections * 4;
+	if (h2pool_origin_open(up->pool, &o, &ep->origins[ep->n_origins].origin) != PGW_OK)
+		return NULL;
+	ep->origins[ep->n_origins].url = strdup(url);
+	if (!ep->origins[ep->n_origins].url)
+		return NULL;
+	return ep->origins[ep->n_origins++].origin;
+}
+
+static char *cred_key_of(const pgw_apns_conf *conf)
+{
+	char *key = NULL;
+	int n;
+
+	if (conf->team_id)
+		n = asprintf(&key, "jwt:%s:%s", conf->team_id, conf->key_id);
+	else
+		n = asprintf(&key, "cert:%s", conf->cert_file);
+	return n < 0 ? NULL : key;
+}
+
+static apns_endpoint *endpoint_for(upstream *up, const pgw_apns_conf *conf, char *err, size_t n)
+{
+	char *key = cred_key_of(conf);
+	apns_endpoint *ep;
+	size_t i;
+
+	if (!key)
+		return NULL;
+	for (i = 0; i < up->n_eps; i++) {
+		if (strcmp(up->eps[i].cred_key, key) == 0) {
+			free(key);
+			return &up->eps[i];
+		}
+	}
+	ep = &up->eps[up->n_eps];
+	memset(ep, 0, sizeof *ep);
+	ep->cred_key = key;
+	ep->conf = conf;
+	up->n_eps++;
+	if (conf->team_id && apns_cred_new(conf, &ep->cred) != PGW_OK) {
+		snprintf(err, n, "apns key %s cannot sign an ES256 token", conf->key_id);
+		return NULL;
+	}
+	return ep;
+}
+
+static void jwt_timer_fire(void *arg)
+{
+	upstream *up = arg;
+	int64_t now_s = pgw_wall_ms() / 1000;
+	size_t i;
+
+	for (i = 0; i < up->n_eps; i++)
+		if (up->eps[i].cred)
+			apns_cred_renew_if_due(up->eps[i].cred, now_s);
+	up->jwt_timer = evloop_timer_add(up->loop, JWT_CHECK_PERIOD_MS, jwt_timer_fire, up);
+}
+
+pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *err, size_t n)
+{
+	h2pool_opts po = {0};
+	upstream *up;
+	size_t i;
+
+	up = calloc(1, sizeof *up);
+	if (!up)
+		return PGW_ENOMEM;
+	up->cfg = cfg;
+	up->loop = loop;
+	up->eps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->eps);
+	up->app_ep = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->app_ep);
+	if (!up->eps || !up->app_ep)
+		goto nomem;
+	po.ca_file = cfg->upstream_ca_file;
+	po.ping_interval_ms = cfg->upstream_ping_interval_s * 1000;
+	if (h2pool_new(loop, &po, &up->pool) != PGW_OK) {
+		snprintf(err, n, "upstream.ca_file: cannot load trust anchors");
+		goto fail;
+	}
+	for (i = 0; i < cfg->n_apps; i++) {
+		const pgw_apns_conf *conf = &cfg->apps[i].apns;
+		apns_endpoint *ep;
+		const char *url;
+
+		if (!conf->enabled)
+			continue;
+		ep = endpoint_for(up, conf, err, n);
+		if (!ep)
+			goto fail;
+		up->app_ep[i] = ep;
+		/* pre-warm the app's own environment; the other opens on first use */
+		url = env_url(conf, conf->environment);
+		if (!endpoint_origin(up, ep, url)) {
+			snprintf(err, n, "apps.%s.apns: cannot set up connections to %s",
+				 cfg->apps[i].name, url);
+			goto fail;
+		}
+	}
+	up->jwt_timer = evloop_timer_add(loop, JWT_CHECK_PERIOD_MS, jwt_timer_fire, up);
+	*out = up;
+	return PGW_OK;
+nomem:
+	snprintf(err, n, "out of memory");
+fail:
+	upstream_free(up);
+	return PGW_ECONFIG;
+}
+
+void upstream_free(upstream *up)
+{
+	size_t i;
+	int j;
+
+	if (!up)
+		return;
+	evloop_timer_cancel(up->loop, up->jwt_timer);
+	h2pool_free(up->pool);
+	for (i = 0; i < up->n_eps; i++) {
+		apns_cred_free(up->eps[i].cred);
+		free(up->eps[i].cred_key);
+		for (j = 0; j < up->eps[i].n_origins; j++)
+			free(up->eps[i].origins[j].url);
+	}
+	free(up->eps);
+	free(up->app_ep);
+	free(up);
+}
+
+static void attempt_finish(attempt *a, pgw_push_status status, const char *reason,
+			   const char *detail)
+{
+	pgw_push *push = a->push;
+	pgw_push_result *r = &push->result;
+
+	r->status = status;
+	snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+	snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+	r->latency_ms = (double)(pgw_now_us() - push->started_us) / 1000.0;
+	push->upstream_ctx = NULL;
+	free(a);
+	push->done(push);
+}
+
+static void finish_later_fire(void *arg)
+{
+	attempt *a = arg;
+	pgw_push_result *r = &a->push->result;
+	char reason[sizeof r->reason], detail[sizeof r->detail];
+
+	memcpy(reason, r->reason, sizeof reason);
+	memcpy(detail, r->detail, sizeof detail);
+	attempt_finish(a, r->status, reason, detail);
+}
+
+/* Finish from a context where done() must not run yet (inside upstream_send). */
+static void finish_later(attempt *a, pgw_push_status status, const char *reason, const char *detail)
+{
+	pgw_push_result *r = &a->push->result;
+
+	r->status = status;
+	snprintf(r->reason, sizeof r->reason, "%s", reason ? reason : "");
+	snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
+	a->timer = evloop_timer_add(a->up->loop, 0, finish_later_fire, a);
+	if (!a->timer) /* out of memory: nothing else can deliver it */
+		finish_later_fire(a);
+}
+
+static void attempt_send(attempt *a);
+
+static void retry_fire(void *arg)
+{
+	attempt *a = arg;
+
+	a->timer = NULL;
+	attempt_send(a);
+}
+
+static int64_t backoff_ms(int attempts)
+{
+	int64_t d = BACKOFF_BASE_MS << (attempts > 5 ? 5 : attempts - 1);
+	unsigned short r = 0;
+
+	if (d > BACKOFF_MAX_MS)
+		d = BACKOFF_MAX_MS;
+	pgw_random_bytes(&r, sizeof r);
+	return d * 3 / 4 + (int64_t)(r % (unsigned)(d / 2 + 1)); /* ±25% jitter */
+}
+
+/* Retry after delay_ms when the deadline and the attempt budget allow;
+ * otherwise the last answer is final. */
+static void retry_or_finish(attempt *a, int64_t delay_ms, pgw_push_status status,
+			    const char *reason, const char *detail)
+{
+	pgw_push *push = a->push;
+
+	if (push->result.attempts >= MAX_ATTEMPTS ||
+	    pgw_now_ms() + delay_ms >= push->deadline_ms) {
+		attempt_finish(a, status, reason, detail);
+		return;
+	}
+	a->timer = evloop_timer_add(a->up->loop, delay_ms, retry_fire, a);
+	if (!a->timer)
+		attempt_finish(a, status, reason, detail);
+}
+
+static void parse_apns_body(const h2_response *resp, char *reason, size_t n, int64_t *ts)
+{
+	json_t *root = resp->body_len ? json_loadb(resp->body, resp->body_len, 0, NULL) : NULL;
+	json_t *r = json_object_get(root, "reason"), *t = json_object_get(root, "timestamp");
+
+	reason[0] = '\0';
+	if (json_is_string(r))
+		snprintf(reason, n, "%s", json_string_value(r));
+	if (json_is_integer(t))
+		*ts = json_integer_value(t);
+	json_decref(root);
+}
+
+static void take_apns_id(pgw_push *push, const h2_response *resp)
+{
+	size_t i;
+
+	for (i = 0; i < resp->n_headers; i++) {
+		if (strcmp(resp->headers[i].name, "apns-id") == 0) {
+			snprintf(push->result.push_id, sizeof push->result.push_id, "%s",
+				 resp->headers[i].value);
+			return;
+		}
+	}
+	memcpy(push->result.push_id, push->apns_id, sizeof push->result.push_id);
+}
+
+static void log_loud(attempt *a, const char *reason, int status)
+{
+	char st[8];
+
+	snprintf(st, sizeof st, "%d", status);
+	pgw_log(PGW_LOG_ERROR, "apns refused our credentials or request: check the config",
+		"app", a->push->target->app->name, "status", st, "reason", reason, NULL);
+}
+
+static void on_apns_answer(attempt *a, const h2_response *resp)
+{
+	pgw_push *push = a->push;
+	char reason[64];
+	apns_verdict v;
+	int64_t ts = 0;
+
+	parse_apns_body(resp, reason, sizeof reason, &ts);
+	apns_classify(resp->status, reason[0] ? reason : NULL, &v);
+	if (v.loud)
+		log_loud(a, reason[0] ? reason : "-", resp->status);
+	if (v.status == PGW_PUSH_SENT) {
+		take_apns_id(push, resp);
+		attempt_finish(a, PGW_PUSH_SENT, NULL, NULL);
+		return;
+	}
+	push->result.unregistered_ms = ts;
+	const char *detail = (v.reason && strcmp(v.reason, reason) != 0) ? reason : NULL;
+	switch (v.action) {
+	case APNS_DONE:
+		attempt_finish(a, v.status, v.reason, detail);
+		return;
+	case APNS_RETRY:
+		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
+		return;
+	case APNS_RETRY_RECYCLE:
+		h2pool_origin_recycle(a->origin);
+		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
+		return;
+	case APNS_RETRY_AFTER_1S:
+		if (push->had_429) {
+			attempt_finish(a, v.status, v.reason, detail);
+			return;
+		}
+		push->had_429 = true;
+		retry_or_finish(a, 1000 + backoff_ms(1) / 4, v.status, v.reason, detail);
+		return;
+	case APNS_RETRY_NEW_JWT:
+		if (push->jwt_renewed || !a->ep->cred) {
+			attempt_finish(a, v.status, v.reason, detail);
+			return;
+		}
+		push->jwt_renewed = true;
+		apns_cred_expired(a->ep->cred, a->jwt_gen, pgw_wall_ms() / 1000);
+		retry_or_finish(a, 0, v.status, v.reason, detail);
+		return;
+	case APNS_TRY_OTHER_ENV: {
+		const pgw_apns_conf *conf = &push->target->app->apns;
+		pgw_apns_env other = a->env == PGW_ENV_SANDBOX ? PGW_ENV_PRODUCTION : PGW_ENV_SANDBOX;
+		if (push->target->environment == PGW_ENV_UNSET && !push->other_env_tried &&
+		    strcmp(env_url(conf, a->env), env_url(conf, other)) != 0) {
+			push->other_env_tried = true;
+			a->env = other;
+			retry_or_finish(a, 0, v.status, v.reason, detail);
+			return;
+		}
+		attempt_finish(a, v.status, v.reason, detail);
+		return;
+	}
+	}
+}
+
+static void on_h2_response(void *arg, const h2_response *resp)
+{
+	attempt *a = arg;
+	pgw_push *push = a->push;
+
+	switch (resp->result) {
+	case H2_OK:
+		on_apns_answer(a, resp);
+		return;
+	case H2_ERR_CONNECT:
+		attempt_finish(a, PGW_PUSH_FAILED, "connect_error", resp->error);
+		return;
+	case H2_ERR_LOST:
+	case H2_ERR_REFUSED:
+		retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,
+				"connection_lost", resp->error);
+		return;
+	case H2_ERR_TIMEOUT:
+		if (pgw_now_ms() >= push->deadline_ms) {
+			attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, NULL);
+			return;
+		}
+		/* one attempt hit upstream.request_timeout_ms; the wake has time left */
+		retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_TIMEOUT, NULL, NULL);
+		return;
+	case H2_ERR_OVERFLOW:
+		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", resp->error);
+		return;
+	case H2_ERR_SHUTDOWN:
+		attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", resp->error);
+		return;
+	}
+}
+
+static void attempt_send(attempt *a)
+{
+	pgw_push *push = a->push;
+	const pgw_target *t = push->target;
+	const pgw_apns_conf *conf = &t->app->apns;
+	const pgw_config *cfg = a->up->cfg;
+	char path[300], topic[300], expiration[24];
+	h2_header hdrs[7];
+	size_t nh = 0;
+	h2_request req = {0};
+	int64_t now = pgw_now_ms();
+	const char *token = push->alert ? t->remote_token : t->token;
+
+	if (now >= push->deadline_ms) {
+		attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, NULL);
+		return;
+	}
+	a->origin = endpoint_origin(a->up, a->ep, env_url(conf, a->env));
+	if (!a->origin) {
+		attempt_finish(a, PGW_PUSH_FAILED, "config_error", "no upstream origin");
+		return;
+	}
+	snprintf(path, sizeof path, "/3/device/%s", token);
+	snprintf(topic, sizeof topic, push->alert ? "%s" : "%s.voip", conf->bundle_id);
+	snprintf(expiration, sizeof expiration, "%lld", (long long)push->expiration_s);
+	hdrs[nh++] = (h2_header){"apns-push-type", push->alert ? "alert" : "voip"};
+	hdrs[nh++] = (h2_header){"apns-topic", topic};
+	hdrs[nh++] = (h2_header){"apns-priority", "10"};
+	hdrs[nh++] = (h2_header){"apns-expiration", expiration};
+	hdrs[nh++] = (h2_header){"apns-id", push->apns_id};
+	if (push->collapse_id)
+		hdrs[nh++] = (h2_header){"apns-collapse-id", push->collapse_id};
+	if (a->ep->cred) {
+		a->jwt_gen = apns_cred_generation(a->ep->cred);
+		hdrs[nh++] = (h2_header){"authorization",
+					 apns_cred_authorization(a->ep->cred, pgw_wall_ms() / 1000)};
+	}
+	req.method = "POST";
+	req.path = path;
+	req.headers = hdrs;
+	req.n_headers = nh;
+	req.body = push->body;
+	req.body_len = push->body_len;
+	req.deadline_ms = push->deadline_ms;
+	if (now + cfg->upstream_request_timeout_ms < req.deadline_ms)
+		req.deadline_ms = now + cfg->upstream_request_timeout_ms;
+	req.cb = on_h2_response;
+	req.arg = a;
+	push->result.attempts++;
+	if (h2pool_send(a->origin, &req) != PGW_OK)
+		finish_later(a, PGW_PUSH_FAILED, "overloaded", "upstream queue full");
+}
+
+void upstream_send(upstream *up, pgw_push *push)
+{
+	const pgw_target *t = push->target;
+	attempt *a = calloc(1, sizeof *a);
+	size_t idx;
+
+	if (!a) {
+		/* nowhere to keep state: answer at once rather than never */
+		push->result.status = PGW_PUSH_FAILED;
+		snprintf(push->result.reason, sizeof push->result.reason, "overloaded");
+		push->done(push);
+		return;
+	}
+	a->up = up;
+	a->push = push;
+	push->upstream_ctx = a;
+	push->started_us = pgw_now_us();
+	idx = (size_t)(t->app - up->cfg->apps);
+	if (t->provider != PGW_PROVIDER_APNS) {
+		finish_later(a, PGW_PUSH_FAILED, "config_error", "FCM is not supported yet");
+		return;
+	}
+	if (idx >= up->cfg->n_apps || !up->app_ep[idx]) {
+		finish_later(a, PGW_PUSH_FAILED, "config_error", "app has no apns section");
+		return;
+	}
+	if (!(push->alert ? t->remote_token : t->token)) {
+		finish_later(a, PGW_PUSH_FAILED, "config_error", "device has no token for this push");
+		return;
+	}
+	a->ep = up->app_ep[idx];
+	a->env = t->environment != PGW_ENV_UNSET ? t->environment : t->app->apns.environment;
+	if (!push->apns_id[0])
+		pgw_uuid4(push->apns_id);
+	/* the first send runs from a 0 ms timer so done() never nests in here */
+	a->timer = evloop_timer_add(up->loop, 0, retry_fire, a);
+	if (!a->timer)
+		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", NULL);
+}
+
+void upstream_get_stats(upstream *up, upstream_stats *out)
+{
+	size_t i;
+	int j;
+
+	memset(out, 0, sizeof *out);
+	for (i = 0; i < up->n_eps; i++) {
+		if (up->eps[i].cred)
+			out->jwt_signatures += apns_cred_signatures(up->eps[i].cred);
+		for (j = 0; j < up->eps[i].n_origins; j++) {
+			h2_origin_stats s;
+			h2pool_origin_stats(up->eps[i].origins[j].origin, &s);
+			out->handshakes += s.handshakes;
+			out->connections_open += s.connections_open;
+			out->streams_active += s.streams_active;
+			out->queued += s.queued;
+		}
+	}
+}

@@ -1,0 +1,202 @@
+/* Clocks, random ids, redaction and file helpers shared by all modules.
+ * Every function is thread-safe. */
+#include "pushgw/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t pgw_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t pgw_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t pgw_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pgw_err pgw_random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return PGW_EIO;
+		}
+		p += got;
+		n -= (size_t)got;
+	}
+	return PGW_OK;
+}
+
+void pgw_ulid(char out[PGW_ULID_LEN + 1])
+{
+	static const char alphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	unsigned char rnd[10];
+	uint64_t ms = (uint64_t)pgw_wall_ms();
+	int i;
+
+	pgw_random_bytes(rnd, sizeof rnd);
+	/* 48-bit time: 10 chars of 5 bits (the first carries 3 bits) */
+	for (i = 9; i >= 0; i--) {
+		out[i] = alphabet[ms & 31];
+		ms >>= 5;
+	}
+	/* 80 random bits: 16 chars of 5 bits */
+	for (i = 0; i < 16; i++) {
+		int bit = i * 5, byte = bit / 8, shift = bit % 8;
+		unsigned v = (unsigned)rnd[byte] << 8;
+		if (byte + 1 < 10)
+			v |= rnd[byte + 1];
+		out[10 + i] = alphabet[(v >> (11 - shift)) & 31];
+	}
+	out[PGW_ULID_LEN] = '\0';
+}
+
+void pgw_uuid4(char out[PGW_UUID_LEN + 1])
+{
+	unsigned char b[16];
+
+	pgw_random_bytes(b, sizeof b);
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, PGW_UUID_LEN + 1,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+		 b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+char *pgw_redact(const char *token, char *out, size_t n)
+{
+	size_t len;
+
+	if (n == 0)
+		return out;
+	if (!token) {
+		snprintf(out, n, "-");
+		return out;
+	}
+	len = strlen(token);
+	if (len < 12)
+		snprintf(out, n, "…");
+	else
+		snprintf(out, n, "%.4s…%s", token, token + len - 4);
+	return out;
+}
+
+bool pgw_is_hex(const char *s)
+{
+	if (!s || !*s)
+		return false;
+	for (; *s; s++)
+		if (!isxdigit((unsigned char)*s))
+			return false;
+	return true;
+}
+
+pgw_err pgw_read_file(const char *path, char **out, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+	size_t cap = 0, used = 0;
+
+	if (!f)
+		return PGW_EIO;
+	for (;;) {
+		if (used + 4096 + 1 > cap) {
+			size_t ncap = cap ? cap * 2 : 8192;
+			char *nbuf = realloc(buf, ncap);
+			if (!nbuf)
+				goto fail;
+			buf = nbuf;
+			cap = ncap;
+		}
+		size_t got = fread(buf + used, 1, cap - used - 1, f);
+		used += got;
+		if (got == 0) {
+			if (ferror(f))
+				goto fail;
+			break;
+		}
+	}
+	fclose(f);
+	buf[used] = '\0';
+	*out = buf;
+	if (len)
+		*len = used;
+	return PGW_OK;
+fail:
+	fclose(f);
+	free(buf);
+	return PGW_EIO;
+}
+
+pgw_err pgw_check_secret_perms(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return PGW_EIO;
+	if (st.st_mode & (S_IROTH | S_IWOTH))
+		return PGW_ECONFIG;
+	return PGW_OK;
+}
+
+char *pgw_path_join(const char *dir, const char *path)
+{
+	char *out;
+	size_t dl, pl;
+
+	if (!path)
+		return NULL;
+	if (path[0] == '/' || !dir || !*dir)
+		return strdup(path);
+	dl = strlen(dir);
+	pl = strlen(path);
+	out = malloc(dl + pl + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, dir, dl);
+	out[dl] = '/';
+	memcpy(out + dl + 1, path, pl + 1);
+	return out;
+}
+
+void pgw_hex(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+void pgw_sha256(const void *data, size_t n, unsigned char out[32])
+{
+	SHA256(data, n, out);
+}

@@ -1,0 +1,418 @@
+/* Wakes and cancels: request validation, fan-out to one push per distinct
+ * device, result collection and the response document. Parsing and rendering
+ * run on the HTTP thread that owns the request; the fan-out runs on the loop
+ * thread between wake_start() and done(). */
+#include "pushgw/wake.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pushgw/log.h"
+#include "pushgw/payload.h"
+#include "pushgw/util.h"
+
+#define CALL_FIELD_MAX 256
+#define DEFAULT_TTL_S 30
+#define MAX_TTL_S 86400
+#define MAX_TIMEOUT_MS 120000
+
+struct pgw_wake {
+	char id[2 + PGW_ULID_LEN + 1];
+	pgw_push_kind kind;
+	json_t *doc; /* the request; call strings point into it */
+	pgw_call call;
+	int ttl_s;
+	int timeout_ms;
+	pgw_target *targets; /* one per requested device, request order */
+	size_t n_targets;
+	size_t *push_of;     /* targets[i] is served by pushes[push_of[i]] */
+	pgw_push *pushes;    /* distinct devices */
+	size_t n_pushes;
+	size_t pending;      /* loop thread only */
+	evloop *loop;
+	upstream *up;
+	wake_done_fn done;
+	void *done_arg;
+};
+
+static pgw_err fail(pgw_http_error *err, int status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = status;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof err->message, fmt, ap);
+	va_end(ap);
+	return status == 403 ? PGW_EAUTH : status == 404 ? PGW_ENOTFOUND : PGW_EINVAL;
+}
+
+static pgw_err optional_string(json_t *obj, const char *name, const char *prefix,
+			       const char **out, pgw_http_error *err)
+{
+	json_t *v = json_object_get(obj, name);
+
+	*out = NULL;
+	if (!v || json_is_null(v))
+		return PGW_OK;
+	if (!json_is_string(v))
+		return fail(err, 400, "invalid_request", "%s%s: expected a string", prefix, name);
+	if (json_string_length(v) > CALL_FIELD_MAX)
+		return fail(err, 400, "invalid_request", "%s%s: longer than %d characters", prefix,
+			    name, CALL_FIELD_MAX);
+	*out = json_string_value(v);
+	return PGW_OK;
+}
+
+static pgw_err parse_call(pgw_wake *w, json_t *call, pgw_http_error *err)
+{
+	static const char *const known[] = {"id", "from", "from_name", "to", "video", "data"};
+	json_t *v, *data;
+	const char *key;
+	pgw_err rc;
+	size_t i;
+
+	if (!call)
+		return fail(err, 400, "invalid_request", "call: required (an object with at least \"id\")");
+	if (!json_is_object(call))
+		return fail(err, 400, "invalid_request", "call: expected an object");
+	json_object_foreach(call, key, v) {
+		for (i = 0; i < sizeof known / sizeof known[0]; i++)
+			if (strcmp(key, known[i]) == 0)
+				break;
+		if (i == sizeof known / sizeof known[0])
+			return fail(err, 400, "invalid_request", "call.%s: unknown field", key);
+	}
+	if ((rc = optional_string(call, "id", "call.", &w->call.id, err)) != PGW_OK)
+		return rc;
+	if (!w->call.id || !*w->call.id)
+		return fail(err, 400, "invalid_request", "call.id: required (a non-empty string)");
+	if ((rc = optional_string(call, "from", "call.", &w->call.from, err)) != PGW_OK ||
+	    (rc = optional_string(call, "from_name", "call.", &w->call.from_name, err)) != PGW_OK ||
+	    (rc = optional_string(call, "to", "call.", &w->call.to, err)) != PGW_OK)
+		return rc;
+	v = json_object_get(call, "video");
+	if (v && !json_is_boolean(v) && !json_is_null(v))
+		return fail(err, 400, "invalid_request", "call.video: expected true or false");
+	w->call.video = json_is_true(v);
+	data = json_object_get(call, "data");
+	if (data && !json_is_null(data)) {
+		if (!json_is_object(data))
+			return fail(err, 400, "invalid_request", "call.data: expected an object of strings");
+		json_object_foreach(data, key, v)
+			if (!json_is_string(v))
+				return fail(err, 400, "invalid_request",
+					    "call.data.%s: expected a string value", key);
+		w->call.data = data;
+	}
+	return PGW_OK;
+}
+
+static pgw_err parse_int(json_t *root, const char *name, int min, int max, int dflt, int *out,
+			 pgw_http_error *err)
+{
+	json_t *v = json_object_get(root, name);
+
+	*out = dflt;
+	if (!v || json_is_null(v))
+		return PGW_OK;
+	if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+		return fail(err, 400, "invalid_request", "%s: expected an integer from %d to %d",
+			    name, min, max);
+	*out = (int)json_integer_value(v);
+	return PGW_OK;
+}
+
+static pgw_err check_top_level(json_t *root, pgw_push_kind kind, pgw_http_error *err)
+{
+	static const char *const known[] = {"extension", "devices", "call", "ttl",
+					    "timeout_ms", "callback_url", "reason"};
+	const char *key;
+	json_t *v;
+	size_t i, n = sizeof known / sizeof known[0];
+
+	json_object_foreach(root, key, v) {
+		for (i = 0; i < n; i++)
+			if (strcmp(key, known[i]) == 0)
+				break;
+		if (i == n || (kind == PGW_PUSH_CALL && strcmp(key, "reason") == 0))
+			return fail(err, 400, "invalid_request", "%s: unknown field", key);
+	}
+	return PGW_OK;
+}
+
+static pgw_err parse_reason(pgw_wake *w, json_t *root, pgw_http_error *err)
+{
+	json_t *v = json_object_get(root, "reason");
+	const char *r;
+
+	if (w->kind != PGW_PUSH_CANCEL)
+		return PGW_OK;
+	if (!v || json_is_null(v)) {
+		w->call.reason = "caller_cancelled";
+		return PGW_OK;
+	}
+	r = json_is_string(v) ? json_string_value(v) : "";
+	if (strcmp(r, "answered_elsewhere") && strcmp(r, "caller_cancelled") && strcmp(r, "declined"))
+		return fail(err, 400, "invalid_request",
+			    "reason: expected \"answered_elsewhere\", \"caller_cancelled\" or \"declined\"");
+	w->call.reason = r;
+	return PGW_OK;
+}
+
+static pgw_err parse_devices(pgw_wake *w, json_t *root, const pgw_config *cfg,
+			     const pgw_api_key *key, pgw_http_error *err)
+{
+	json_t *devs = json_object_get(root, "devices"), *ext = json_object_get(root, "extension");
+	pgw_field_error ferr;
+	size_t i, n;
+	pgw_err rc;
+
+	if (ext && !json_is_null(ext)) {
+		if (!json_is_string(ext) || json_string_length(ext) == 0 || json_string_length(ext) > 64)
+			return fail(err, 400, "invalid_request", "extension: expected a string of 1 to 64 characters");
+	}
+	if (!devs || json_is_null(devs))
+		return PGW_OK;
+	if (!json_is_array(devs))
+		return fail(err, 400, "invalid_request", "devices: expected an array");
+	n = json_array_size(devs);
+	if (n > (size_t)cfg->max_devices_per_wake)
+		return fail(err, 400, "invalid_request", "devices: at most %d devices per request (limits.max_devices_per_wake)",
+			    cfg->max_devices_per_wake);
+	w->targets = calloc(n ? n : 1, sizeof *w->targets);
+	if (!w->targets)
+		return fail(err, 500, "internal_error", "out of memory");
+	for (i = 0; i < n; i++) {
+		json_t *d = json_array_get(devs, i);
+		if (!json_is_object(d))
+			return fail(err, 400, "invalid_request", "devices[%zu]: expected an object", i);
+		memset(&ferr, 0, sizeof ferr);
+		rc = target_from_json(d, cfg, key, &w->targets[i], &ferr);
+		if (rc == PGW_EAUTH)
+			return fail(err, 403, "forbidden", "devices[%zu].%s: %s", i, ferr.field, ferr.message);
+		if (rc != PGW_OK)
+			return fail(err, 400, "invalid_request", "devices[%zu].%s: %s", i,
+				    ferr.field[0] ? ferr.field : "device", ferr.message);
+		w->n_targets = i + 1;
+	}
+	return PGW_OK;
+}
+
+/* One push per distinct device: a wake that names a phone twice rings it once. */
+static pgw_err plan_pushes(pgw_wake *w, pgw_http_error *err)
+{
+	size_t i, j;
+
+	w->push_of = calloc(w->n_targets ? w->n_targets : 1, sizeof *w->push_of);
+	w->pushes = calloc(w->n_targets ? w->n_targets : 1, sizeof *w->pushes);
+	if (!w->push_of || !w->pushes)
+		return fail(err, 500, "internal_error", "out of memory");
+	for (i = 0; i < w->n_targets; i++) {
+		for (j = 0; j < w->n_pushes; j++)
+			if (target_equal(&w->targets[i], w->pushes[j].target))
+				break;
+		w->push_of[i] = j;
+		if (j == w->n_pushes)
+			w->pushes[w->n_pushes++].target = &w->targets[i];
+	}
+	return PGW_OK;
+}
+
+static pgw_err build_bodies(pgw_wake *w)
+{
+	pgw_payload_ctx ctx = {&w->call, w->id, pgw_wall_ms() / 1000, w->ttl_s};
+	int64_t deadline = pgw_now_ms() + w->timeout_ms;
+	size_t i;
+
+	if (deadline > pgw_now_ms() + (int64_t)w->ttl_s * 1000 && w->ttl_s > 0)
+		deadline = pgw_now_ms() + (int64_t)w->ttl_s * 1000;
+	for (i = 0; i < w->n_pushes; i++) {
+		pgw_push *p = &w->pushes[i];
+		const pgw_target *t = p->target;
+
+		p->kind = w->kind;
+		p->owner = w;
+		p->ttl_s = w->ttl_s;
+		p->expiration_s = ctx.sent_at_s + w->ttl_s;
+		p->deadline_ms = deadline;
+		if (t->provider == PGW_PROVIDER_APNS) {
+			/* a wake rings the VoIP token; a cancel ends the call on the
+			 * alert token when there is one (SPEC §3) */
+			p->alert = w->kind == PGW_PUSH_CALL ? !t->token : t->remote_token != NULL;
+			p->body = payload_apns(&ctx, t, w->kind, p->alert, &p->body_len);
+		} else {
+			p->body = payload_fcm(&ctx, t, w->kind, &p->body_len);
+		}
+		if (!p->body)
+			return PGW_ENOMEM;
+	}
+	return PGW_OK;
+}
+
+pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pgw_api_key *key,
+		   pgw_push_kind kind, pgw_wake **out, pgw_http_error *err)
+{
+	json_error_t jerr;
+	pgw_wake *w;
+	json_t *cb;
+	pgw_err rc;
+
+	w = calloc(1, sizeof *w);
+	if (!w)
+		return fail(err, 500, "internal_error", "out of memory");
+	w->kind = kind;
+	w->doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!w->doc) {
+		rc = fail(err, 400, "invalid_request", "body: not valid JSON (%s at line %d, column %d)",
+			  jerr.text, jerr.line, jerr.column);
+		goto out;
+	}
+	if (!json_is_object(w->doc)) {
+		rc = fail(err, 400, "invalid_request", "body: expected a JSON object");
+		goto out;
+	}
+	if ((rc = check_top_level(w->doc, kind, err)) != PGW_OK ||
+	    (rc = parse_call(w, json_object_get(w->doc, "call"), err)) != PGW_OK ||
+	    (rc = parse_reason(w, w->doc, err)) != PGW_OK ||
+	    (rc = parse_int(w->doc, "ttl", 0, MAX_TTL_S, DEFAULT_TTL_S, &w->ttl_s, err)) != PGW_OK ||
+	    (rc = parse_int(w->doc, "timeout_ms", 1, MAX_TIMEOUT_MS, cfg->upstream_request_timeout_ms,
+			    &w->timeout_ms, err)) != PGW_OK)
+		goto out;
+	cb = json_object_get(w->doc, "callback_url");
+	if (cb && !json_is_null(cb)) {
+		rc = fail(err, 400, "invalid_request", "callback_url: not supported by this version; omit it to get the results in the response");
+		goto out;
+	}
+	if ((rc = parse_devices(w, w->doc, cfg, key, err)) != PGW_OK)
+		goto out;
+	if (w->n_targets == 0) {
+		rc = fail(err, 404, "no_devices", "the targets resolve to no device");
+		goto out;
+	}
+	if ((rc = plan_pushes(w, err)) != PGW_OK)
+		goto out;
+	memcpy(w->id, "w_", 2);
+	pgw_ulid(w->id + 2);
+	if (build_bodies(w) != PGW_OK) {
+		rc = fail(err, 500, "internal_error", "out of memory");
+		goto out;
+	}
+	*out = w;
+	return PGW_OK;
+out:
+	wake_free(w);
+	return rc;
+}
+
+static void push_done(pgw_push *p)
+{
+	pgw_wake *w = p->owner;
+
+	if (--w->pending == 0)
+		w->done(w->done_arg);
+}
+
+static void wake_run(void *arg)
+{
+	pgw_wake *w = arg;
+	size_t i, n = w->n_pushes;
+
+	w->pending = n;
+	for (i = 0; i < n; i++) {
+		w->pushes[i].done = push_done;
+		upstream_send(w->up, &w->pushes[i]);
+	}
+}
+
+pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, wake_done_fn done, void *arg)
+{
+	w->loop = loop;
+	w->up = up;
+	w->done = done;
+	w->done_arg = arg;
+	return evloop_post(loop, wake_run, w);
+}
+
+static json_t *result_json(const pgw_target *t, const pgw_push *p)
+{
+	const pgw_push_result *r = &p->result;
+	char desc[64];
+	json_t *o = json_object();
+
+	target_describe(t, desc, sizeof desc);
+	json_object_set_new(o, "target", json_string(desc));
+	json_object_set_new(o, "provider", json_string(t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm"));
+	json_object_set_new(o, "app", json_string(t->app->name));
+	json_object_set_new(o, "status", json_string(pgw_push_status_str(r->status)));
+	if (t->provider == PGW_PROVIDER_APNS)
+		json_object_set_new(o, "push_type", json_string(p->alert ? "alert" : "voip"));
+	if (r->status == PGW_PUSH_SENT && r->push_id[0])
+		json_object_set_new(o, "push_id", json_string(r->push_id));
+	if (r->reason[0])
+		json_object_set_new(o, "reason", json_string(r->reason));
+	if (r->detail[0])
+		json_object_set_new(o, "detail", json_string(r->detail));
+	if (r->status == PGW_PUSH_INVALID_TOKEN)
+		json_object_set_new(o, "removed", json_false());
+	if (r->attempts > 1 || r->status == PGW_PUSH_FAILED)
+		json_object_set_new(o, "attempts", json_integer(r->attempts));
+	json_object_set_new(o, "latency_ms", json_real((double)(int64_t)(r->latency_ms * 10) / 10));
+	return o;
+}
+
+char *wake_response_json(const pgw_wake *w, size_t *len)
+{
+	json_t *root = json_object(), *results = json_array();
+	char *out;
+	size_t i;
+
+	json_object_set_new(root, "id", json_string(w->id));
+	for (i = 0; i < w->n_targets; i++)
+		json_array_append_new(results, result_json(&w->targets[i], &w->pushes[w->push_of[i]]));
+	json_object_set_new(root, "results", results);
+	out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+	json_decref(root);
+	if (out && len)
+		*len = strlen(out);
+	return out;
+}
+
+const char *wake_id(const pgw_wake *w)
+{
+	return w->id;
+}
+
+void wake_log(const pgw_wake *w)
+{
+	json_t *f = json_object(), *devs = json_array();
+	size_t i;
+
+	json_object_set_new(f, "wake_id", json_string(w->id));
+	json_object_set_new(f, "kind", json_string(w->kind == PGW_PUSH_CALL ? "wake" : "cancel"));
+	json_object_set_new(f, "call_id", json_string(w->call.id));
+	for (i = 0; i < w->n_targets; i++)
+		json_array_append_new(devs, result_json(&w->targets[i], &w->pushes[w->push_of[i]]));
+	json_object_set_new(f, "devices", devs);
+	pgw_log_json(PGW_LOG_INFO, w->kind == PGW_PUSH_CALL ? "wake" : "cancel", f);
+}
+
+void wake_free(pgw_wake *w)
+{
+	size_t i;
+
+	if (!w)
+		return;
+	for (i = 0; i < w->n_pushes; i++)
+		free(w->pushes[i].body);
+	for (i = 0; i < w->n_targets; i++)
+		target_clear(&w->targets[i]);
+	free(w->targets);
+	free(w->pushes);
+	free(w->push_of);
+	json_decref(w->doc);
+	free(w);
+}

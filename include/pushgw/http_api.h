@@ -1,0 +1,33 @@
+/* Inbound HTTP API on libmicrohttpd (SPEC §3): routing, API-key auth in
+ * constant time, JSON errors, body limits, and wakes that suspend their
+ * connection while pushes are in flight (no worker waits on the network).
+ * Threading: http_api_* from the main thread; request handlers run on
+ * libmicrohttpd's worker threads; wake completions arrive from the loop. */
+#ifndef PUSHGW_HTTP_API_H
+#define PUSHGW_HTTP_API_H
+
+#include <stdbool.h>
+
+#include "pushgw/config.h"
+#include "pushgw/err.h"
+#include "pushgw/evloop.h"
+#include "pushgw/upstream.h"
+
+typedef struct http_api http_api;
+
+/* Start listening on cfg->listen_host:listen_port. The config, loop and
+ * upstream must outlive the API. Caller frees with http_api_free(). */
+pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, http_api **out,
+		       char *errbuf, size_t errlen);
+
+/* Stop taking new requests (they get 503 shutting_down, /readyz 503) and wait
+ * up to grace_ms for in-flight wakes. Returns true when none is left. */
+bool http_api_drain(http_api *api, int grace_ms);
+
+/* Stops the daemon (in-flight requests are cut). Accepts NULL. */
+void http_api_free(http_api *api);
+
+/* The bound port (useful with port 0). */
+int http_api_port(const http_api *api);
+
+#endif

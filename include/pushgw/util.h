@@ -1,0 +1,55 @@
+/* Small helpers shared by every module: clocks, ids, redaction, files.
+ * All functions are thread-safe. */
+#ifndef PUSHGW_UTIL_H
+#define PUSHGW_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pushgw/err.h"
+
+/* Monotonic clock in milliseconds / microseconds (CLOCK_MONOTONIC). */
+int64_t pgw_now_ms(void);
+int64_t pgw_now_us(void);
+/* Wall clock, milliseconds since the Unix epoch. */
+int64_t pgw_wall_ms(void);
+
+/* Fill buf with n cryptographically random bytes (getrandom). */
+pgw_err pgw_random_bytes(void *buf, size_t n);
+
+/* 26-char ULID (Crockford base32, time-ordered) plus NUL. */
+#define PGW_ULID_LEN 26
+void pgw_ulid(char out[PGW_ULID_LEN + 1]);
+
+/* Lower-case RFC 4122 version-4 UUID, 36 chars plus NUL. */
+#define PGW_UUID_LEN 36
+void pgw_uuid4(char out[PGW_UUID_LEN + 1]);
+
+/* "<first 4>…<last 4>" of a token (the whole thing becomes "…" when it is
+ * shorter than 12 chars, so short secrets never leak). Writes at most n bytes
+ * including the NUL; returns out. */
+char *pgw_redact(const char *token, char *out, size_t n);
+
+/* True when s is non-empty and only [0-9a-fA-F]. */
+bool pgw_is_hex(const char *s);
+
+/* Read a whole file. On success *out is NUL-terminated, caller frees with
+ * free(); *len (if non-NULL) is the size without the NUL. */
+pgw_err pgw_read_file(const char *path, char **out, size_t *len);
+
+/* PGW_OK when the file's mode gives others (o) no access; PGW_ECONFIG when
+ * others may read/write it (a secret must not be world-readable); PGW_EIO when
+ * stat fails. */
+pgw_err pgw_check_secret_perms(const char *path);
+
+/* Join dir and path unless path is absolute. Caller frees. NULL on ENOMEM. */
+char *pgw_path_join(const char *dir, const char *path);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void pgw_hex(const unsigned char *in, size_t n, char *out);
+
+/* SHA-256 of data into out[32]. */
+void pgw_sha256(const void *data, size_t n, unsigned char out[32]);
+
+#endif

@@ -1,0 +1,53 @@
+/* A wake or cancel: parse and validate the request body (SPEC §3), fan out one
+ * push per distinct device, collect every result, and render the response
+ * document. Threading: wake_parse()/wake_response_json()/wake_free() on the
+ * HTTP thread that owns the request; wake_start() posts the fan-out to the
+ * loop thread, which calls done(arg) once every device has a final result and
+ * never touches the wake after that. */
+#ifndef PUSHGW_WAKE_H
+#define PUSHGW_WAKE_H
+
+#include <stddef.h>
+
+#include "pushgw/config.h"
+#include "pushgw/err.h"
+#include "pushgw/evloop.h"
+#include "pushgw/push.h"
+#include "pushgw/upstream.h"
+
+typedef struct pgw_wake pgw_wake;
+
+/* An API error: HTTP status, snake_case code, readable message naming the
+ * field at fault. */
+typedef struct pgw_http_error {
+	int status;
+	const char *code;
+	char message[400];
+} pgw_http_error;
+
+/* Validate a /v1/wake (kind CALL) or /v1/cancel (kind CANCEL) body for `key`.
+ * On PGW_OK *out is a new wake (caller frees with wake_free()); otherwise
+ * *err says what to answer and nothing was changed anywhere. */
+pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pgw_api_key *key,
+		   pgw_push_kind kind, pgw_wake **out, pgw_http_error *err);
+
+typedef void (*wake_done_fn)(void *arg);
+
+/* Hand the wake to the loop thread. After PGW_OK, done(arg) comes exactly
+ * once (on the loop thread). */
+pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, wake_done_fn done, void *arg);
+
+/* {"id": …, "results": [ … ]} in request order. Only after done(). Caller
+ * frees with free(); NULL on ENOMEM. */
+char *wake_response_json(const pgw_wake *w, size_t *len);
+
+/* "w_<ULID>" */
+const char *wake_id(const pgw_wake *w);
+
+/* Log one line for the finished wake (id, call id, per-device outcomes). */
+void wake_log(const pgw_wake *w);
+
+/* Accepts NULL. Not while the loop still owns it (between start and done). */
+void wake_free(pgw_wake *w);
+
+#endif

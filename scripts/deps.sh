@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages pushgw needs to build, run and test, when they
+# are missing. Runs apt-get only as root and only when something is missing.
+set -euo pipefail
+quiet=0; [ "${1:-}" = "--quiet" ] && quiet=1
+pkgs=(build-essential pkg-config libmicrohttpd-dev libnghttp2-dev libssl-dev
+      libjansson-dev libjwt-dev libsqlite3-dev curl openssl python3 valgrind)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && { [ $quiet = 1 ] || echo "deps: all present"; exit 0; }
+echo "deps: installing ${missing[*]}" >&2
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: not root; run as root or: sudo apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2 || true
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
