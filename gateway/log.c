@@ -97,7 +97,7 @@ static void emit_text(pgw_log_level level, const char *ts, const char *msg, json
 
 void pgw_log_json(pgw_log_level level, const char *msg, json_t *fields)
 {
-	char ts[40];
+	char ts[64];
 	json_t *obj;
 	char *line;
 
