@@ -19,7 +19,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SIM_SRC  := $(wildcard tests/sim/*.c)
 SIM_OBJ  := $(SIM_SRC:tests/sim/%.c=$(BUILD)/sim/%.o)
 
-.PHONY: all deps run test unit integration asan valgrind bench fuzz clean format
+.PHONY: all deps run test unit unit-bins integration asan valgrind bench fuzz clean format
 
 all: $(BUILD)/pushgw $(BUILD)/pushsim
 
@@ -47,10 +47,12 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(LIB_OBJ)
 # Installs nothing when everything is there; quiet so builds stay readable.
 .PHONY: deps-quiet
 deps-quiet:
-	@scripts/deps.sh --quiet
+	@scripts/deps.sh --quiet build
 
-run: all
+run: deps all
 	@scripts/run.sh
+
+unit-bins: $(UNIT_BIN)
 
 unit: $(UNIT_BIN)
 	@scripts/run-unit.sh $(UNIT_BIN)
@@ -59,7 +61,7 @@ test: deps
 	@scripts/test.sh
 
 asan:
-	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT=-O1 all $(UNIT_BIN:build/%=build-asan/%)
+	$(MAKE) BUILD=build-asan SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" OPT=-O1 all unit-bins
 
 bench: all
 	@bench/run.sh

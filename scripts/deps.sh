@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages pushgw needs to build, run and test, when they
-# are missing. Runs apt-get only as root and only when something is missing.
+# Install the Debian packages pushgw needs, when they are missing.
+#   scripts/deps.sh [--quiet] [build|test]   (default: test = build + test tools)
+# Runs apt-get only as root and only when something is missing.
 set -euo pipefail
-quiet=0; [ "${1:-}" = "--quiet" ] && quiet=1
+quiet=0; [ "${1:-}" = "--quiet" ] && { quiet=1; shift; }
+what=${1:-test}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libnghttp2-dev libssl-dev
-      libjansson-dev libjwt-dev libsqlite3-dev curl openssl python3 valgrind)
+      libjansson-dev libjwt-dev libsqlite3-dev)
+[ "$what" = test ] && pkgs+=(curl openssl jq valgrind nghttp2-server nghttp2-client)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Shared helpers for the integration tests: start the APNs simulator and the
+# real pushgw binary on free loopback ports, drive the API with curl, and
+# record named checks. Each test file sources this and calls its t_* tests.
+set -u
+
+BUILD=${BUILD:-build}
+PUSHGW=${PUSHGW:-$BUILD/pushgw}
+PUSHSIM=${PUSHSIM:-$BUILD/pushsim}
+WRAP=${WRAP:-}             # e.g. "valgrind --error-exitcode=99 …"
+PASSED=0
+FAILED=0
+CURRENT=""
+PIDS=()
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-it.XXXXXX")
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	[ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The tokens the tests use: 64 hex characters, distinct per purpose.
+tok() { printf '%064x' "$1"; }
+
+KEY_WAKE="wake-key-$(tok 1 | cut -c1-16)"
+KEY_REG="reg-key-$(tok 2 | cut -c1-16)"
+KEY_OTHER="other-key-$(tok 3 | cut -c1-16)"
+
+begin() { CURRENT="$1"; }
+ok() {
+	PASSED=$((PASSED + 1))
+}
+bad() {
+	FAILED=$((FAILED + 1))
+	echo "FAIL [$CURRENT] $*" >&2
+}
+# check "what" <test args…>: passes when the test command succeeds.
+check() {
+	local what="$1"; shift
+	if "$@"; then ok; else bad "$what"; fi
+}
+# expect_eq "what" actual expected
+expect_eq() {
+	if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', expected '$3'"; fi
+}
+summary() {
+	echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed"
+	[ "$FAILED" = 0 ]
+}
+
+# make_certs: CA, server/untrusted certs and the APNs key into $WORK/certs.
+make_certs() {
+	[ -f "$WORK/certs/ca.pem" ] || bash tests/sim/gen-certs.sh "$WORK/certs" >/dev/null
+}
+
+# start_sim NAME [pushsim args…]: sets SIM_PORT_<NAME>, SIM_CTL_<NAME>.
+start_sim() {
+	local name="$1"; shift
+	local out="$WORK/sim-$name.out"
+	make_certs
+	$PUSHSIM --listen 127.0.0.1:0 --control 127.0.0.1:0 \
+		--cert "$WORK/certs/server.pem" --key "$WORK/certs/server.key" \
+		--team-id TEAM123456 --key-id KEY1234567 --apns-key-pub "$WORK/certs/apns_pub.pem" \
+		--bundle-id com.example.phone "$@" >"$out" 2>"$WORK/sim-$name.err" &
+	PIDS+=($!)
+	local i
+	for i in $(seq 1 100); do
+		if grep -q '"control"' "$out" 2>/dev/null; then break; fi
+		sleep 0.05
+	done
+	local line; line=$(head -n1 "$out")
+	printf -v "SIM_PORT_$name" '%s' "$(echo "$line" | jq -r .listen)"
+	printf -v "SIM_CTL_$name" '%s' "$(echo "$line" | jq -r .control)"
+}
+
+sim_ctl() { # sim_ctl NAME METHOD PATH [BODY]
+	local ctl="SIM_CTL_$1"
+	if [ -n "${4:-}" ]; then
+		curl -sS -X "$2" -H 'Content-Type: application/json' --data-binary "$4" "http://127.0.0.1:${!ctl}$3"
+	else
+		curl -sS -X "$2" "http://127.0.0.1:${!ctl}$3"
+	fi
+}
+
+# write_config FILE SIM_NAME [extra jq filter]: a config pointing app "phone"
+# at the simulator, with three keys: wake+register, register only, and one
+# limited to app "other".
+write_config() {
+	local file="$1" sim="SIM_PORT_$2" filter="${3:-.}"
+	local hw hr ho
+	hw=$($PUSHGW hash-key "$KEY_WAKE"); hr=$($PUSHGW hash-key "$KEY_REG"); ho=$($PUSHGW hash-key "$KEY_OTHER")
+	jq -n --arg port "${!sim}" --arg certs "$WORK/certs" --arg hw "$hw" --arg hr "$hr" --arg ho "$ho" '{
+	  listen: "127.0.0.1:0",
+	  api_keys: [
+	    {name: "pbx", key: $hw, scopes: ["wake", "register"]},
+	    {name: "registrar", key: $hr, scopes: ["register"]},
+	    {name: "other-tenant", key: $ho, scopes: ["wake"], apps: ["other"]}
+	  ],
+	  apps: {
+	    phone: {apns: {team_id: "TEAM123456", key_id: "KEY1234567",
+	                   key_file: ($certs + "/AuthKey_KEY1234567.p8"),
+	                   bundle_id: "com.example.phone", environment: "production",
+	                   url: ("https://127.0.0.1:" + $port)}},
+	    other: {apns: {team_id: "TEAM123456", key_id: "KEY1234567",
+	                   key_file: ($certs + "/AuthKey_KEY1234567.p8"),
+	                   bundle_id: "com.example.other", url: ("https://127.0.0.1:" + $port)}}
+	  },
+	  upstream: {ca_file: ($certs + "/ca.pem"), connections: 2, request_timeout_ms: 3000},
+	  registry: {path: ($certs + "/../pushgw.db")},
+	  log: {level: "info"}
+	} | '"$filter" >"$file"
+}
+
+# start_gw NAME CONFIG: starts pushgw, sets GW_PORT_<NAME> and GW_PID_<NAME>.
+start_gw() {
+	local name="$1" cfg="$2" log="$WORK/gw-$1.log"
+	$WRAP $PUSHGW -c "$cfg" 2>"$log" &
+	local pid=$!
+	PIDS+=($pid)
+	printf -v "GW_PID_$name" '%s' "$pid"
+	local i port=""
+	for i in $(seq 1 200); do
+		port=$(grep -m1 '"pushgw listening"' "$log" 2>/dev/null | jq -r .addr | sed 's/.*://')
+		[ -n "$port" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	printf -v "GW_PORT_$name" '%s' "$port"
+	[ -n "$port" ] || { echo "pushgw $name did not start:" >&2; cat "$log" >&2; return 1; }
+}
+
+# api NAME METHOD PATH [BODY] [KEY]: sets STATUS and BODY (and HEADERS).
+api() {
+	local port="GW_PORT_$1" method="$2" path="$3" body="${4:-}" key="${5-$KEY_WAKE}"
+	local args=(-sS -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' -X "$method")
+	[ -n "$key" ] && args+=(-H "Authorization: Bearer $key")
+	[ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data-binary "$body")
+	STATUS=$(curl "${args[@]}" "http://127.0.0.1:${!port}$path")
+	BODY=$(cat "$WORK/body")
+	HEADERS=$(cat "$WORK/headers")
+}
+
+# wake_body TOKEN [CALL_ID] [extra jq filter]
+wake_body() {
+	jq -cn --arg t "$1" --arg c "${2:-call-1@pbx}" '{
+	  devices: [{provider: "apns", token: $t, app: "phone"}],
+	  call: {id: $c, from: "+15551234567", from_name: "Alice", to: "1001", data: {room: "blue"}}
+	} | '"${3:-.}"
+}
+
+jqb() { echo "$BODY" | jq -r "$@"; }
+
+# gw_alive NAME: the process is still running.
+gw_alive() { local pid="GW_PID_$1"; kill -0 "${!pid}" 2>/dev/null; }
+
+stop_gw() { # stop_gw NAME: SIGTERM and wait; sets GW_EXIT
+	local pid="GW_PID_$1"
+	kill -TERM "${!pid}" 2>/dev/null
+	wait "${!pid}"; GW_EXIT=$?
+}

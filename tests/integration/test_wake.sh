@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# End-to-end: the real pushgw binary, real HTTP/2 over TLS to the local APNs
+# simulator, real curl requests in. Run from the repository root.
+source tests/integration/lib.sh
+
+start_sim A
+write_config "$WORK/gw.json" A
+start_gw G "$WORK/gw.json" || exit 1
+
+t_wake_reaches_apns_with_exact_headers_and_payload() {
+	begin "a wake reaches APNs with a valid JWT, the SPEC headers and payload"
+	sim_ctl A POST /reset >/dev/null
+	local t; t=$(tok 100)
+	local before; before=$(date +%s)
+	api G POST /v1/wake "$(wake_body "$t" "a84b4c76e66710@pbx" '.ttl = 45')"
+	expect_eq "status" "$STATUS" 200
+	expect_eq "result status" "$(jqb '.results[0].status')" sent
+	expect_eq "provider" "$(jqb '.results[0].provider')" apns
+	expect_eq "app" "$(jqb '.results[0].app')" phone
+	expect_eq "redacted target" "$(jqb '.results[0].target')" "apns:0000…0064"
+	check "no full token in the response" bash -c "! grep -q $t <<<'$BODY'"
+	check "wake id looks like w_<ULID>" grep -Eq '^w_[0-9A-HJKMNP-TV-Z]{26}$' <<<"$(jqb .id)"
+	local req; req=$(sim_ctl A GET /requests | jq -c '.[0]')
+	expect_eq "push id is the apns-id APNs answered" "$(jqb '.results[0].push_id')" "$(jq -r .apns_id <<<"$req")"
+	expect_eq "simulator answered 200 (JWT verified)" "$(jq -r .status <<<"$req")" 200
+	expect_eq ":path" "$(jq -r .path <<<"$req")" "/3/device/$t"
+	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$req")" voip
+	expect_eq "apns-topic" "$(jq -r '.headers["apns-topic"]' <<<"$req")" com.example.phone.voip
+	expect_eq "apns-priority" "$(jq -r '.headers["apns-priority"]' <<<"$req")" 10
+	local exp; exp=$(jq -r '.headers["apns-expiration"]' <<<"$req")
+	check "apns-expiration is now+ttl ($exp vs $before)" test "$exp" -ge $((before + 45)) -a "$exp" -le $(($(date +%s) + 45))
+	check "apns-id is a UUID" grep -Eq '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$' <<<"$(jq -r '.headers["apns-id"]' <<<"$req")"
+	local jwt; jwt=$(jq -r '.headers.authorization' <<<"$req" | sed 's/^bearer //')
+	local hdr; hdr=$(cut -d. -f1 <<<"$jwt" | tr '_-' '/+' | base64 -d 2>/dev/null; true)
+	expect_eq "JWT alg" "$(jq -r .alg <<<"$hdr" 2>/dev/null)" ES256
+	expect_eq "JWT kid" "$(jq -r .kid <<<"$hdr" 2>/dev/null)" KEY1234567
+	local body; body=$(jq -r .body <<<"$req")
+	expect_eq "payload aps" "$(jq -c .aps <<<"$body")" "{}"
+	expect_eq "payload type" "$(jq -r .type <<<"$body")" call
+	expect_eq "payload call_id" "$(jq -r .call_id <<<"$body")" "a84b4c76e66710@pbx"
+	expect_eq "payload from" "$(jq -r .from <<<"$body")" "+15551234567"
+	expect_eq "payload from_name" "$(jq -r .from_name <<<"$body")" Alice
+	expect_eq "payload to" "$(jq -r .to <<<"$body")" 1001
+	expect_eq "payload video" "$(jq -r .video <<<"$body")" false
+	expect_eq "payload wake_id" "$(jq -r .wake_id <<<"$body")" "$(jqb .id)"
+	expect_eq "payload data" "$(jq -c .data <<<"$body")" '{"room":"blue"}'
+	check "payload sent_at is a recent integer" test "$(jq -r .sent_at <<<"$body")" -ge "$before"
+}
+
+t_concurrent_wakes_share_prewarmed_connections() {
+	begin "50 concurrent wakes share the pre-warmed connections and one JWT"
+	api G POST /v1/wake "$(wake_body "$(tok 200)")" # the first push lifts APNs' 1-stream start
+	sim_ctl A POST /reset >/dev/null
+	local i
+	for i in $(seq 1 50); do
+		curl -sS -o "$WORK/c$i.json" -H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
+			--data-binary "$(wake_body "$(tok $((1000 + i)))" "call-$i")" "http://127.0.0.1:$GW_PORT_G/v1/wake" &
+	done
+	wait_jobs
+	local sent; sent=$(cat "$WORK"/c*.json | jq -r '.results[0].status' | grep -c '^sent$')
+	expect_eq "all 50 sent" "$sent" 50
+	local stats; stats=$(sim_ctl A GET /stats)
+	expect_eq "new TLS handshakes during the burst" "$(jq .handshakes <<<"$stats")" 0
+	expect_eq "distinct JWTs during the burst" "$(jq .distinct_jwts <<<"$stats")" 1
+	expect_eq "requests received" "$(jq .requests <<<"$stats")" 50
+	rm -f "$WORK"/c*.json
+}
+
+wait_jobs() { local j; for j in $(jobs -p); do case " ${PIDS[*]} " in *" $j "*) ;; *) wait "$j";; esac; done; }
+
+# one_error TOKEN_N SCRIPT_STEPS EXPECTED_STATUS EXPECTED_REASON [ATTEMPTS]
+one_error() {
+	local t; t=$(tok "$1")
+	sim_ctl A POST /script "{\"$t\": $2}" >/dev/null
+	api G POST /v1/wake "$(wake_body "$t")"
+	expect_eq "$4: HTTP status" "$STATUS" 200
+	expect_eq "$4: status" "$(jqb '.results[0].status')" "$3"
+	expect_eq "$4: reason" "$(jqb '.results[0].reason')" "$4"
+	[ -n "${5:-}" ] && expect_eq "$4: attempts" "$(jqb '.results[0].attempts')" "$5"
+	return 0
+}
+
+t_apns_errors_map_to_statuses() {
+	begin "each APNs error class maps to the right status"
+	one_error 301 '[{"status":400,"reason":"BadDeviceToken"}]' invalid_token BadDeviceToken
+	one_error 302 '[{"status":410,"reason":"Unregistered","timestamp":1700000000000}]' invalid_token Unregistered
+	one_error 303 '[{"status":400,"reason":"DeviceTokenNotForTopic"}]' invalid_token DeviceTokenNotForTopic
+	one_error 304 '[{"status":403,"reason":"InvalidProviderToken"}]' failed auth_error 1
+	expect_eq "auth_error detail" "$(jqb '.results[0].detail')" InvalidProviderToken
+	one_error 305 '[{"status":400,"reason":"TopicDisallowed"}]' failed config_error 1
+	one_error 306 '[{"status":413,"reason":"PayloadTooLarge"}]' failed config_error 1
+	one_error 307 '[{"status":429,"reason":"TooManyRequests"}]' failed TooManyRequests 2
+	one_error 308 '[{"status":500,"reason":"InternalServerError"}]' failed InternalServerError
+	check "500 is retried more than once" test "$(jqb '.results[0].attempts')" -gt 1
+	local t; t=$(tok 309)
+	sim_ctl A POST /script "{\"$t\": [{\"status\":503,\"reason\":\"ServiceUnavailable\"},{\"status\":200}]}" >/dev/null
+	api G POST /v1/wake "$(wake_body "$t")"
+	expect_eq "503 then 200: sent" "$(jqb '.results[0].status')" sent
+	expect_eq "503 then 200: two attempts" "$(jqb '.results[0].attempts')" 2
+	local ids; ids=$(sim_ctl A GET /requests | jq -r --arg t "$t" '[.[] | select(.token == $t) | .headers["apns-id"]] | unique | length')
+	expect_eq "the retry reuses the apns-id" "$ids" 1
+	t=$(tok 310)
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"reason\":\"TooManyRequests\"},{\"status\":200}]}" >/dev/null
+	local start; start=$(date +%s%N)
+	api G POST /v1/wake "$(wake_body "$t")"
+	local took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "429 then 200: sent" "$(jqb '.results[0].status')" sent
+	check "429 retry waited at least 1 s (took ${took} ms)" test "$took" -ge 1000
+}
+
+t_timeout_when_apns_never_answers() {
+	begin "a device APNs never answers ends 'timeout' at timeout_ms"
+	local t; t=$(tok 320)
+	sim_ctl A POST /script "{\"$t\": [{\"no_answer\":true}]}" >/dev/null
+	api G POST /v1/wake "$(wake_body "$t" c '.timeout_ms = 700')"
+	expect_eq "status" "$(jqb '.results[0].status')" timeout
+}
+
+t_untrusted_upstream_certificate() {
+	begin "an untrusted upstream certificate gives connect_error and sends nothing"
+	start_sim U --cert "$WORK/certs/untrusted.pem" --key "$WORK/certs/untrusted.key"
+	write_config "$WORK/gw-u.json" U
+	start_gw U "$WORK/gw-u.json" || { bad "gateway did not start"; return; }
+	api U POST /v1/wake "$(wake_body "$(tok 400)")"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "status" "$(jqb '.results[0].status')" failed
+	expect_eq "reason" "$(jqb '.results[0].reason')" connect_error
+	expect_eq "requests reaching the untrusted server" "$(sim_ctl U GET /stats | jq .requests)" 0
+	stop_gw U
+}
+
+t_goaway_mid_load_loses_nothing() {
+	begin "GOAWAY mid-load: every wake ends final, none lost or sent twice"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST '/delay?ms=300' >/dev/null
+	local i
+	for i in $(seq 1 40); do
+		curl -sS -o "$WORK/g$i.json" -H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
+			--data-binary "$(wake_body "$(tok $((2000 + i)))" "g-$i")" "http://127.0.0.1:$GW_PORT_G/v1/wake" &
+	done
+	sleep 0.15
+	sim_ctl A POST /goaway >/dev/null
+	wait_jobs
+	sim_ctl A POST '/delay?ms=0' >/dev/null
+	local sent; sent=$(cat "$WORK"/g*.json | jq -r '.results[0].status' | grep -c '^sent$')
+	expect_eq "all 40 sent" "$sent" 40
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "tokens answered exactly once" \
+		"$(jq '[.[] | select(.outcome == "answered")] | group_by(.token) | map(length) | unique' <<<"$reqs" | jq -c .)" "[1]"
+	expect_eq "distinct tokens answered" "$(jq '[.[] | select(.outcome == "answered") | .token] | unique | length' <<<"$reqs")" 40
+	check "GOAWAY really refused some streams" test "$(jq '[.[] | select(.outcome == "refused")] | length' <<<"$reqs")" -gt 0
+	check "the simulator sent GOAWAY" test "$(sim_ctl A GET /stats | jq .goaways_sent)" -ge 1
+	rm -f "$WORK"/g*.json
+}
+
+t_connection_drop_is_retried() {
+	begin "a dropped connection is re-opened and the push retried"
+	local t; t=$(tok 500)
+	sim_ctl A POST /script "{\"$t\": [{\"drop\":true},{\"status\":200}]}" >/dev/null
+	api G POST /v1/wake "$(wake_body "$t")"
+	expect_eq "status" "$(jqb '.results[0].status')" sent
+	expect_eq "attempts" "$(jqb '.results[0].attempts')" 2
+}
+
+expect_error() { # expect_error WHAT STATUS CODE FIELD_SUBSTRING
+	expect_eq "$1: HTTP status" "$STATUS" "$2"
+	expect_eq "$1: code" "$(jqb '.error.code' 2>/dev/null)" "$3"
+	[ -z "${4:-}" ] || check "$1: message names '$4' ($(jqb .error.message 2>/dev/null))" grep -qF -- "$4" <<<"$(jqb .error.message 2>/dev/null)"
+}
+
+t_bad_input_gets_clear_errors() {
+	begin "bad input gets the right status, code and field; the process stays up"
+	local t; t=$(tok 600)
+	api G POST /v1/wake '{"devices": [,'
+	expect_error "malformed JSON" 400 invalid_request body
+	api G POST /v1/wake '[1,2]'
+	expect_error "not an object" 400 invalid_request body
+	api G POST /v1/wake "$(wake_body "$t" c '.ttl = "30"')"
+	expect_error "ttl wrong type" 400 invalid_request ttl
+	api G POST /v1/wake "$(wake_body "$t" c '.call.video = "yes"')"
+	expect_error "video wrong type" 400 invalid_request call.video
+	api G POST /v1/wake "$(wake_body "$t" c 'del(.call.id)')"
+	expect_error "missing call.id" 400 invalid_request call.id
+	api G POST /v1/wake "$(wake_body "$t" c 'del(.call)')"
+	expect_error "missing call" 400 invalid_request call
+	api G POST /v1/wake "$(wake_body "$t" c '.call.data = {"n": 1}')"
+	expect_error "non-string call data" 400 invalid_request call.data.n
+	api G POST /v1/wake "$(wake_body "$t" c '.devices[0].token = "xyz-not-hex"')"
+	expect_error "non-hex token" 400 invalid_request "devices[0].token"
+	api G POST /v1/wake "$(wake_body "$t" c '.devices[0].app = "nope"')"
+	expect_error "unknown app" 400 invalid_request "devices[0].app"
+	api G POST /v1/wake "$(wake_body "$t" c '.extention = "1001"')"
+	expect_error "unknown field" 400 invalid_request extention
+	api G POST /v1/wake "$(wake_body "$t" c '.devices = []')"
+	expect_error "no devices" 404 no_devices
+	api G POST /v1/wake "$(wake_body "$t" c '.devices = [range(101) | {provider: "apns", token: "'"$t"'"}]')"
+	expect_error "too many devices" 400 invalid_request devices
+	api G POST /v1/wake "$(head -c 70000 /dev/zero | tr '\0' ' ')"
+	expect_error "oversized body" 413 body_too_large max_body_bytes
+	api G POST /v1/wake "$(wake_body "$t")" ""
+	expect_error "missing key" 401 unauthorized
+	api G POST /v1/wake "$(wake_body "$t")" "not-a-key"
+	expect_error "wrong key" 401 unauthorized
+	api G POST /v1/wake "$(wake_body "$t")" "$KEY_REG"
+	expect_error "key without wake scope" 403 forbidden wake
+	api G POST /v1/wake "$(wake_body "$t")" "$KEY_OTHER"
+	expect_error "key not allowed for the app" 403 forbidden app
+	STATUS=$(curl -sS -o "$WORK/body" -w '%{http_code}' -H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: text/plain' \
+		--data-binary "$(wake_body "$t")" "http://127.0.0.1:$GW_PORT_G/v1/wake"); BODY=$(cat "$WORK/body")
+	expect_error "wrong content type" 415 unsupported_media_type
+	api G GET /v1/wake
+	expect_error "GET on /v1/wake" 405 method_not_allowed
+	check "405 says Allow: POST" grep -qi '^Allow: POST' <<<"$HEADERS"
+	api G GET /v1/nothing
+	expect_error "unknown route" 404 not_found
+	expect_eq "nothing reached APNs for bad requests" "$(sim_ctl A GET /requests | jq --arg t "$t" '[.[] | select(.token == $t)] | length')" 0
+	check "gateway still running" gw_alive G
+	api G GET /healthz "" ""
+	expect_eq "healthz" "$STATUS" 200
+	api G GET /readyz "" ""
+	expect_eq "readyz" "$STATUS" 200
+}
+
+t_logs_are_json_without_tokens() {
+	begin "logs are JSON lines and never carry a full token or key"
+	local log="$WORK/gw-G.log"
+	check "every log line parses as JSON" jq -e . "$log" >/dev/null
+	check "no full token in the log" bash -c "! grep -q '$(tok 100)' '$log'"
+	check "no API key in the log" bash -c "! grep -qF '$KEY_WAKE' '$log'"
+	check "the wake was logged with its call id" grep -q '"call_id":"a84b4c76e66710@pbx"' "$log"
+}
+
+t_sigterm_exits_zero() {
+	begin "SIGTERM stops the gateway with exit 0"
+	stop_gw G
+	expect_eq "exit status" "$GW_EXIT" 0
+}
+
+t_wake_reaches_apns_with_exact_headers_and_payload
+t_concurrent_wakes_share_prewarmed_connections
+t_apns_errors_map_to_statuses
+t_timeout_when_apns_never_answers
+t_untrusted_upstream_certificate
+t_goaway_mid_load_loses_nothing
+t_connection_drop_is_retried
+t_bad_input_gets_clear_errors
+t_logs_are_json_without_tokens
+t_sigterm_exits_zero
+summary
