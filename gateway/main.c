@@ -168,10 +168,14 @@ static int run(const char *path)
 		pgw_log(PGW_LOG_WARN, "grace period over with wakes still in flight", NULL);
 	status = 0;
 out:
-	http_api_free(api);
+	/* Stop the loop, then end what is still in flight (failed/shutting_down)
+	 * so every suspended request gets its answer before the server stops. */
 	if (loop)
 		evloop_stop(loop);
 	upstream_free(up);
+	if (api)
+		http_api_drain(api, 2000);
+	http_api_free(api);
 	evloop_free(loop);
 	if (status == 0)
 		pgw_log(PGW_LOG_INFO, "stopped", NULL);

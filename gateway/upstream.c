@@ -1,5 +1,5 @@
-/* Routes pushes to APNs over the HTTP/2 pool and applies SPEC §5's retry
- * rules inside each push's deadline. Built before the loop starts (opening
+/* Routes pushes to APNs and FCM over the HTTP/2 pool and applies SPEC §5's
+ * retry rules inside each push's deadline. Built before the loop starts (opening
  * the pre-warmed connections); afterwards used on the loop thread only. */
 #include "pushgw/upstream.h"
 
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "pushgw/apns.h"
+#include "pushgw/fcm.h"
 #include "pushgw/log.h"
 #include "pushgw/util.h"
 
@@ -19,6 +20,7 @@
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_MAX_MS 2000
 #define JWT_CHECK_PERIOD_MS 60000
+#define MAX_SHARED_ORIGINS 32
 
 /* One APNs credential (a team's provider key, or a client certificate) and
  * its connections: Apple ties a connection to one credential. */
@@ -33,6 +35,14 @@ typedef struct apns_endpoint {
 	int n_origins;
 } apns_endpoint;
 
+/* One service account's OAuth token and the FCM origin its apps send to. */
+typedef struct fcm_endpoint {
+	const pgw_fcm_conf *conf;
+	fcm_auth *auth;
+	h2_origin *origin;
+	char *path; /* /v1/projects/<project>/messages:send */
+} fcm_endpoint;
+
 struct upstream {
 	const pgw_config *cfg;
 	evloop *loop;
@@ -40,18 +50,31 @@ struct upstream {
 	apns_endpoint *eps;
 	size_t n_eps;
 	apns_endpoint **app_ep; /* per cfg->apps index; NULL when no APNs */
+	fcm_endpoint *feps;
+	size_t n_feps;
+	fcm_endpoint **app_fep; /* per cfg->apps index; NULL when no FCM */
+	/* origins without a client certificate are shared by URL (FCM, OAuth) */
+	struct {
+		char *url;
+		h2_origin *origin;
+	} shared[MAX_SHARED_ORIGINS];
+	size_t n_shared;
 	evloop_timer *jwt_timer;
+	struct attempt *live; /* every push not yet final */
+	bool stopping;
 };
 
 /* Per-push state while it is in flight. */
 typedef struct attempt {
 	upstream *up;
 	pgw_push *push;
-	apns_endpoint *ep;
+	apns_endpoint *ep;  /* APNs pushes */
+	fcm_endpoint *fep;  /* FCM pushes */
 	h2_origin *origin;
 	pgw_apns_env env;
-	uint64_t jwt_gen;
+	uint64_t jwt_gen;   /* APNs JWT or FCM OAuth token generation used */
 	evloop_timer *timer;
+	struct attempt *prev, *next; /* upstream's live attempts */
 } attempt;
 
 const char *pgw_push_status_str(pgw_push_status s)
@@ -71,6 +94,42 @@ static const char *env_url(const pgw_apns_conf *conf, pgw_apns_env env)
 	if (conf->url)
 		return conf->url;
 	return env == PGW_ENV_SANDBOX ? APNS_SANDBOX_URL : APNS_PRODUCTION_URL;
+}
+
+/* scheme://host[:port] of a URL, the key of a shared origin. */
+static char *origin_of(const char *url)
+{
+	const char *p = strstr(url, "://");
+	const char *end = p ? strchr(p + 3, '/') : NULL;
+
+	return end ? strndup(url, (size_t)(end - url)) : strdup(url);
+}
+
+static h2_origin *shared_origin(upstream *up, const char *url, int connections)
+{
+	h2_origin_opts o = {0};
+	char *key = origin_of(url);
+	h2_origin *origin = NULL;
+	size_t i;
+
+	if (!key)
+		return NULL;
+	for (i = 0; i < up->n_shared; i++) {
+		if (strcmp(up->shared[i].url, key) == 0) {
+			free(key);
+			return up->shared[i].origin;
+		}
+	}
+	o.url = key;
+	o.connections = connections;
+	o.max_connections = connections * 4 > 64 ? 64 : connections * 4;
+	if (up->n_shared == MAX_SHARED_ORIGINS || h2pool_origin_open(up->pool, &o, &origin) != PGW_OK) {
+		free(key);
+		return NULL;
+	}
+	up->shared[up->n_shared].url = key;
+	up->shared[up->n_shared++].origin = origin;
+	return origin;
 }
 
 static h2_origin *endpoint_origin(upstream *up, apns_endpoint *ep, const char *url)
@@ -135,6 +194,40 @@ static apns_endpoint *endpoint_for(upstream *up, const pgw_apns_conf *conf, char
 	return ep;
 }
 
+static fcm_endpoint *fcm_endpoint_for(upstream *up, const pgw_app_conf *app, char *err, size_t n)
+{
+	const pgw_fcm_conf *conf = &app->fcm;
+	h2_origin *token_origin;
+	fcm_endpoint *ep;
+	size_t i;
+
+	for (i = 0; i < up->n_feps; i++)
+		if (strcmp(up->feps[i].conf->client_email, conf->client_email) == 0 &&
+		    strcmp(up->feps[i].conf->project_id, conf->project_id) == 0 &&
+		    strcmp(up->feps[i].conf->url, conf->url) == 0)
+			return &up->feps[i];
+	ep = &up->feps[up->n_feps];
+	memset(ep, 0, sizeof *ep);
+	ep->conf = conf;
+	ep->origin = shared_origin(up, conf->url, up->cfg->upstream_connections);
+	token_origin = shared_origin(up, conf->token_uri, 1);
+	if (!ep->origin || !token_origin) {
+		snprintf(err, n, "apps.%s.fcm: cannot set up connections to %s", app->name,
+			 ep->origin ? conf->token_uri : conf->url);
+		return NULL;
+	}
+	if (asprintf(&ep->path, "/v1/projects/%s/messages:send", conf->project_id) < 0) {
+		ep->path = NULL;
+		return NULL;
+	}
+	up->n_feps++;
+	if (fcm_auth_new(conf, up->loop, token_origin, &ep->auth) != PGW_OK) {
+		snprintf(err, n, "apps.%s.fcm: out of memory", app->name);
+		return NULL;
+	}
+	return ep;
+}
+
 static void jwt_timer_fire(void *arg)
 {
 	upstream *up = arg;
@@ -160,7 +253,9 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *
 	up->loop = loop;
 	up->eps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->eps);
 	up->app_ep = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->app_ep);
-	if (!up->eps || !up->app_ep)
+	up->feps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->feps);
+	up->app_fep = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->app_fep);
+	if (!up->eps || !up->app_ep || !up->feps || !up->app_fep)
 		goto nomem;
 	po.ca_file = cfg->upstream_ca_file;
 	po.ping_interval_ms = cfg->upstream_ping_interval_s * 1000;
@@ -173,6 +268,11 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *
 		apns_endpoint *ep;
 		const char *url;
 
+		if (cfg->apps[i].fcm.enabled) {
+			up->app_fep[i] = fcm_endpoint_for(up, &cfg->apps[i], err, n);
+			if (!up->app_fep[i])
+				goto fail;
+		}
 		if (!conf->enabled)
 			continue;
 		ep = endpoint_for(up, conf, err, n);
@@ -197,6 +297,8 @@ fail:
 	return PGW_ECONFIG;
 }
 
+static void upstream_stop(upstream *up);
+
 void upstream_free(upstream *up)
 {
 	size_t i;
@@ -204,8 +306,13 @@ void upstream_free(upstream *up)
 
 	if (!up)
 		return;
-	evloop_timer_cancel(up->loop, up->jwt_timer);
-	h2pool_free(up->pool);
+	upstream_stop(up);
+	for (i = 0; i < up->n_feps; i++)
+		free(up->feps[i].path);
+	for (i = 0; i < up->n_shared; i++)
+		free(up->shared[i].url);
+	free(up->feps);
+	free(up->app_fep);
 	for (i = 0; i < up->n_eps; i++) {
 		apns_cred_free(up->eps[i].cred);
 		free(up->eps[i].cred_key);
@@ -215,6 +322,17 @@ void upstream_free(upstream *up)
 	free(up->eps);
 	free(up->app_ep);
 	free(up);
+}
+
+static void live_remove(attempt *a)
+{
+	if (a->prev)
+		a->prev->next = a->next;
+	else
+		a->up->live = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	a->prev = a->next = NULL;
 }
 
 static void attempt_finish(attempt *a, pgw_push_status status, const char *reason,
@@ -228,6 +346,7 @@ static void attempt_finish(attempt *a, pgw_push_status status, const char *reaso
 	snprintf(r->detail, sizeof r->detail, "%s", detail ? detail : "");
 	r->latency_ms = (double)(pgw_now_us() - push->started_us) / 1000.0;
 	push->upstream_ctx = NULL;
+	live_remove(a);
 	free(a);
 	push->done(push);
 }
@@ -238,6 +357,7 @@ static void finish_later_fire(void *arg)
 	pgw_push_result *r = &a->push->result;
 	char reason[sizeof r->reason], detail[sizeof r->detail];
 
+	a->timer = NULL;
 	memcpy(reason, r->reason, sizeof reason);
 	memcpy(detail, r->detail, sizeof detail);
 	attempt_finish(a, r->status, reason, detail);
@@ -257,6 +377,7 @@ static void finish_later(attempt *a, pgw_push_status status, const char *reason,
 }
 
 static void attempt_send(attempt *a);
+static void upstream_submit(attempt *a, h2_request *req);
 
 static void retry_fire(void *arg)
 {
@@ -268,7 +389,7 @@ static void retry_fire(void *arg)
 
 static int64_t backoff_ms(int attempts)
 {
-	int64_t d = BACKOFF_BASE_MS << (attempts > 5 ? 5 : attempts - 1);
+	int64_t d = BACKOFF_BASE_MS << (attempts > 5 ? 5 : attempts < 1 ? 0 : attempts - 1);
 	unsigned short r = 0;
 
 	if (d > BACKOFF_MAX_MS)
@@ -284,7 +405,7 @@ static void retry_or_finish(attempt *a, int64_t delay_ms, pgw_push_status status
 {
 	pgw_push *push = a->push;
 
-	if (push->result.attempts >= MAX_ATTEMPTS ||
+	if (a->up->stopping || push->result.attempts >= MAX_ATTEMPTS ||
 	    pgw_now_ms() + delay_ms >= push->deadline_ms) {
 		attempt_finish(a, status, reason, detail);
 		return;
@@ -293,6 +414,18 @@ static void retry_or_finish(attempt *a, int64_t delay_ms, pgw_push_status status
 	if (!a->timer)
 		attempt_finish(a, status, reason, detail);
 }
+
+static const char *header_value(const h2_response *resp, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < resp->n_headers; i++)
+		if (strcmp(resp->headers[i].name, name) == 0)
+			return resp->headers[i].value;
+	return NULL;
+}
+
+/* ---- APNs ---- */
 
 static void parse_apns_body(const h2_response *resp, char *reason, size_t n, int64_t *ts)
 {
@@ -307,32 +440,20 @@ static void parse_apns_body(const h2_response *resp, char *reason, size_t n, int
 	json_decref(root);
 }
 
-static void take_apns_id(pgw_push *push, const h2_response *resp)
-{
-	size_t i;
-
-	for (i = 0; i < resp->n_headers; i++) {
-		if (strcmp(resp->headers[i].name, "apns-id") == 0) {
-			snprintf(push->result.push_id, sizeof push->result.push_id, "%s",
-				 resp->headers[i].value);
-			return;
-		}
-	}
-	memcpy(push->result.push_id, push->apns_id, sizeof push->result.push_id);
-}
-
-static void log_loud(attempt *a, const char *reason, int status)
+static void log_loud(attempt *a, const char *provider, const char *reason, int status)
 {
 	char st[8];
 
 	snprintf(st, sizeof st, "%d", status);
-	pgw_log(PGW_LOG_ERROR, "apns refused our credentials or request: check the config",
-		"app", a->push->target->app->name, "status", st, "reason", reason, NULL);
+	pgw_log(PGW_LOG_ERROR, "upstream refused our credentials or request: check the config",
+		"provider", provider, "app", a->push->target->app->name, "status", st, "reason",
+		reason, NULL);
 }
 
 static void on_apns_answer(attempt *a, const h2_response *resp)
 {
 	pgw_push *push = a->push;
+	const char *apns_id, *detail;
 	char reason[64];
 	apns_verdict v;
 	int64_t ts = 0;
@@ -340,14 +461,16 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 	parse_apns_body(resp, reason, sizeof reason, &ts);
 	apns_classify(resp->status, reason[0] ? reason : NULL, &v);
 	if (v.loud)
-		log_loud(a, reason[0] ? reason : "-", resp->status);
+		log_loud(a, "apns", reason[0] ? reason : "-", resp->status);
 	if (v.status == PGW_PUSH_SENT) {
-		take_apns_id(push, resp);
+		apns_id = header_value(resp, "apns-id");
+		snprintf(push->result.push_id, sizeof push->result.push_id, "%s",
+			 apns_id ? apns_id : push->apns_id);
 		attempt_finish(a, PGW_PUSH_SENT, NULL, NULL);
 		return;
 	}
 	push->result.unregistered_ms = ts;
-	const char *detail = (v.reason && strcmp(v.reason, reason) != 0) ? reason : NULL;
+	detail = (v.reason && strcmp(v.reason, reason) != 0) ? reason : NULL;
 	switch (v.action) {
 	case APNS_DONE:
 		attempt_finish(a, v.status, v.reason, detail);
@@ -392,6 +515,139 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 	}
 }
 
+static void send_apns(attempt *a)
+{
+	pgw_push *push = a->push;
+	const pgw_target *t = push->target;
+	const pgw_apns_conf *conf = &t->app->apns;
+	char path[300], topic[300], expiration[24];
+	h2_header hdrs[7];
+	size_t nh = 0;
+	h2_request req = {0};
+	const char *token = push->alert ? t->remote_token : t->token;
+
+	a->origin = endpoint_origin(a->up, a->ep, env_url(conf, a->env));
+	if (!a->origin) {
+		attempt_finish(a, PGW_PUSH_FAILED, "config_error", "no upstream origin");
+		return;
+	}
+	snprintf(path, sizeof path, "/3/device/%s", token);
+	snprintf(topic, sizeof topic, push->alert ? "%s" : "%s.voip", conf->bundle_id);
+	snprintf(expiration, sizeof expiration, "%lld", (long long)push->expiration_s);
+	hdrs[nh++] = (h2_header){"apns-push-type", push->alert ? "alert" : "voip"};
+	hdrs[nh++] = (h2_header){"apns-topic", topic};
+	hdrs[nh++] = (h2_header){"apns-priority", "10"};
+	hdrs[nh++] = (h2_header){"apns-expiration", expiration};
+	hdrs[nh++] = (h2_header){"apns-id", push->apns_id};
+	if (push->collapse_id)
+		hdrs[nh++] = (h2_header){"apns-collapse-id", push->collapse_id};
+	if (a->ep->cred) {
+		a->jwt_gen = apns_cred_generation(a->ep->cred);
+		hdrs[nh++] = (h2_header){"authorization",
+					 apns_cred_authorization(a->ep->cred, pgw_wall_ms() / 1000)};
+	}
+	req.path = path;
+	req.headers = hdrs;
+	req.n_headers = nh;
+	upstream_submit(a, &req);
+}
+
+/* ---- FCM ---- */
+
+static void take_fcm_name(pgw_push *push, const h2_response *resp)
+{
+	json_t *root = json_loadb(resp->body, resp->body_len, 0, NULL);
+	const char *name = json_string_value(json_object_get(root, "name"));
+	const char *id = name ? strrchr(name, '/') : NULL;
+
+	snprintf(push->result.push_id, sizeof push->result.push_id, "%s",
+		 id ? id + 1 : name ? name : "");
+	json_decref(root);
+}
+
+static void on_fcm_answer(attempt *a, const h2_response *resp)
+{
+	pgw_push *push = a->push;
+	const char *ra;
+	fcm_verdict v;
+	long secs;
+
+	fcm_classify(resp->status, resp->body, resp->body_len, &v);
+	if (v.loud)
+		log_loud(a, "fcm", v.detail[0] ? v.detail : v.reason, resp->status);
+	if (v.status == PGW_PUSH_SENT) {
+		take_fcm_name(push, resp);
+		attempt_finish(a, PGW_PUSH_SENT, NULL, NULL);
+		return;
+	}
+	switch (v.action) {
+	case FCM_DONE:
+		attempt_finish(a, v.status, v.reason, v.detail);
+		return;
+	case FCM_RETRY:
+		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, v.detail);
+		return;
+	case FCM_RETRY_AFTER:
+		/* project-wide quota: only worth it when the wait fits the deadline */
+		ra = header_value(resp, "retry-after");
+		secs = ra ? strtol(ra, NULL, 10) : -1;
+		if (secs < 0 || secs > 3600) {
+			attempt_finish(a, v.status, v.reason, v.detail);
+			return;
+		}
+		retry_or_finish(a, secs * 1000 + 50, v.status, v.reason, v.detail);
+		return;
+	case FCM_RETRY_NEW_TOKEN:
+		if (push->jwt_renewed) {
+			attempt_finish(a, v.status, v.reason, v.detail);
+			return;
+		}
+		push->jwt_renewed = true;
+		fcm_auth_invalidate(a->fep->auth, a->jwt_gen);
+		retry_or_finish(a, 0, v.status, v.reason, v.detail);
+		return;
+	}
+}
+
+static void send_fcm_with(attempt *a, const char *authorization)
+{
+	h2_header hdrs[2] = {{"authorization", authorization}, {"content-type", "application/json"}};
+	h2_request req = {0};
+
+	a->origin = a->fep->origin;
+	a->jwt_gen = fcm_auth_generation(a->fep->auth);
+	req.path = a->fep->path;
+	req.headers = hdrs;
+	req.n_headers = 2;
+	upstream_submit(a, &req);
+}
+
+static void on_fcm_token(void *arg, const char *header, const char *error)
+{
+	attempt *a = arg;
+
+	if (!header || a->up->stopping) {
+		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", error ? error : "no OAuth token");
+		return;
+	}
+	send_fcm_with(a, header);
+}
+
+static void send_fcm(attempt *a)
+{
+	const char *header = fcm_auth_header(a->fep->auth);
+
+	if (header) {
+		send_fcm_with(a, header);
+		return;
+	}
+	/* no token yet (start-up, or after a 401): wait for the one fetch */
+	if (fcm_auth_wait(a->fep->auth, on_fcm_token, a) != PGW_OK)
+		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", "out of memory");
+}
+
+/* ---- common ---- */
+
 static void on_h2_response(void *arg, const h2_response *resp)
 {
 	attempt *a = arg;
@@ -399,7 +655,10 @@ static void on_h2_response(void *arg, const h2_response *resp)
 
 	switch (resp->result) {
 	case H2_OK:
-		on_apns_answer(a, resp);
+		if (push->target->provider == PGW_PROVIDER_APNS)
+			on_apns_answer(a, resp);
+		else
+			on_fcm_answer(a, resp);
 		return;
 	case H2_ERR_CONNECT:
 		attempt_finish(a, PGW_PUSH_FAILED, "connect_error", resp->error);
@@ -426,64 +685,46 @@ static void on_h2_response(void *arg, const h2_response *resp)
 	}
 }
 
-static void attempt_send(attempt *a)
+/* Fill in what every provider request shares and hand it to the pool. */
+static void upstream_submit(attempt *a, h2_request *req)
 {
 	pgw_push *push = a->push;
-	const pgw_target *t = push->target;
-	const pgw_apns_conf *conf = &t->app->apns;
-	const pgw_config *cfg = a->up->cfg;
-	char path[300], topic[300], expiration[24];
-	h2_header hdrs[7];
-	size_t nh = 0;
-	h2_request req = {0};
 	int64_t now = pgw_now_ms();
-	const char *token = push->alert ? t->remote_token : t->token;
 
-	if (now >= push->deadline_ms) {
+	req->method = "POST";
+	req->body = push->body;
+	req->body_len = push->body_len;
+	req->deadline_ms = push->deadline_ms;
+	if (now + a->up->cfg->upstream_request_timeout_ms < req->deadline_ms)
+		req->deadline_ms = now + a->up->cfg->upstream_request_timeout_ms;
+	req->cb = on_h2_response;
+	req->arg = a;
+	push->result.attempts++;
+	if (h2pool_send(a->origin, req) != PGW_OK)
+		finish_later(a, PGW_PUSH_FAILED, "overloaded", "upstream queue full");
+}
+
+static void attempt_send(attempt *a)
+{
+	if (a->up->stopping) {
+		attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
+		return;
+	}
+	if (pgw_now_ms() >= a->push->deadline_ms) {
 		attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, NULL);
 		return;
 	}
-	a->origin = endpoint_origin(a->up, a->ep, env_url(conf, a->env));
-	if (!a->origin) {
-		attempt_finish(a, PGW_PUSH_FAILED, "config_error", "no upstream origin");
-		return;
-	}
-	snprintf(path, sizeof path, "/3/device/%s", token);
-	snprintf(topic, sizeof topic, push->alert ? "%s" : "%s.voip", conf->bundle_id);
-	snprintf(expiration, sizeof expiration, "%lld", (long long)push->expiration_s);
-	hdrs[nh++] = (h2_header){"apns-push-type", push->alert ? "alert" : "voip"};
-	hdrs[nh++] = (h2_header){"apns-topic", topic};
-	hdrs[nh++] = (h2_header){"apns-priority", "10"};
-	hdrs[nh++] = (h2_header){"apns-expiration", expiration};
-	hdrs[nh++] = (h2_header){"apns-id", push->apns_id};
-	if (push->collapse_id)
-		hdrs[nh++] = (h2_header){"apns-collapse-id", push->collapse_id};
-	if (a->ep->cred) {
-		a->jwt_gen = apns_cred_generation(a->ep->cred);
-		hdrs[nh++] = (h2_header){"authorization",
-					 apns_cred_authorization(a->ep->cred, pgw_wall_ms() / 1000)};
-	}
-	req.method = "POST";
-	req.path = path;
-	req.headers = hdrs;
-	req.n_headers = nh;
-	req.body = push->body;
-	req.body_len = push->body_len;
-	req.deadline_ms = push->deadline_ms;
-	if (now + cfg->upstream_request_timeout_ms < req.deadline_ms)
-		req.deadline_ms = now + cfg->upstream_request_timeout_ms;
-	req.cb = on_h2_response;
-	req.arg = a;
-	push->result.attempts++;
-	if (h2pool_send(a->origin, &req) != PGW_OK)
-		finish_later(a, PGW_PUSH_FAILED, "overloaded", "upstream queue full");
+	if (a->push->target->provider == PGW_PROVIDER_APNS)
+		send_apns(a);
+	else
+		send_fcm(a);
 }
 
 void upstream_send(upstream *up, pgw_push *push)
 {
 	const pgw_target *t = push->target;
 	attempt *a = calloc(1, sizeof *a);
-	size_t idx;
+	size_t idx = (size_t)(t->app - up->cfg->apps);
 
 	if (!a) {
 		/* nowhere to keep state: answer at once rather than never */
@@ -494,29 +735,71 @@ void upstream_send(upstream *up, pgw_push *push)
 	}
 	a->up = up;
 	a->push = push;
+	a->next = up->live;
+	if (up->live)
+		up->live->prev = a;
+	up->live = a;
 	push->upstream_ctx = a;
 	push->started_us = pgw_now_us();
-	idx = (size_t)(t->app - up->cfg->apps);
-	if (t->provider != PGW_PROVIDER_APNS) {
-		finish_later(a, PGW_PUSH_FAILED, "config_error", "FCM is not supported yet");
+	if (idx >= up->cfg->n_apps) {
+		finish_later(a, PGW_PUSH_FAILED, "config_error", "unknown app");
 		return;
 	}
-	if (idx >= up->cfg->n_apps || !up->app_ep[idx]) {
-		finish_later(a, PGW_PUSH_FAILED, "config_error", "app has no apns section");
-		return;
+	if (t->provider == PGW_PROVIDER_FCM) {
+		a->fep = up->app_fep[idx];
+		if (!a->fep) {
+			finish_later(a, PGW_PUSH_FAILED, "config_error", "app has no fcm section");
+			return;
+		}
+	} else {
+		a->ep = up->app_ep[idx];
+		if (!a->ep) {
+			finish_later(a, PGW_PUSH_FAILED, "config_error", "app has no apns section");
+			return;
+		}
+		if (!(push->alert ? t->remote_token : t->token)) {
+			finish_later(a, PGW_PUSH_FAILED, "config_error", "device has no token for this push");
+			return;
+		}
+		a->env = t->environment != PGW_ENV_UNSET ? t->environment : t->app->apns.environment;
+		if (!push->apns_id[0])
+			pgw_uuid4(push->apns_id);
 	}
-	if (!(push->alert ? t->remote_token : t->token)) {
-		finish_later(a, PGW_PUSH_FAILED, "config_error", "device has no token for this push");
-		return;
-	}
-	a->ep = up->app_ep[idx];
-	a->env = t->environment != PGW_ENV_UNSET ? t->environment : t->app->apns.environment;
-	if (!push->apns_id[0])
-		pgw_uuid4(push->apns_id);
 	/* the first send runs from a 0 ms timer so done() never nests in here */
 	a->timer = evloop_timer_add(up->loop, 0, retry_fire, a);
 	if (!a->timer)
 		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", NULL);
+}
+
+/* Finish every push still in flight (shutting_down) and close the pool.
+ * On the loop thread, or after the loop stopped. Idempotent. */
+static void upstream_stop(upstream *up)
+{
+	attempt *a, *next;
+	size_t i;
+
+	if (up->stopping)
+		return;
+	up->stopping = true;
+	evloop_timer_cancel(up->loop, up->jwt_timer);
+	up->jwt_timer = NULL;
+	/* pushes waiting on a timer (retry backoff, first send) */
+	for (a = up->live; a; a = next) {
+		next = a->next;
+		if (a->timer) {
+			evloop_timer_cancel(up->loop, a->timer);
+			a->timer = NULL;
+			attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
+		}
+	}
+	/* pushes in flight upstream get H2_ERR_SHUTDOWN, which is final now */
+	h2pool_free(up->pool);
+	up->pool = NULL;
+	/* pushes waiting for an OAuth token */
+	for (i = 0; i < up->n_feps; i++) {
+		fcm_auth_free(up->feps[i].auth);
+		up->feps[i].auth = NULL;
+	}
 }
 
 void upstream_get_stats(upstream *up, upstream_stats *out)
@@ -529,12 +812,24 @@ void upstream_get_stats(upstream *up, upstream_stats *out)
 		if (up->eps[i].cred)
 			out->jwt_signatures += apns_cred_signatures(up->eps[i].cred);
 		for (j = 0; j < up->eps[i].n_origins; j++) {
-			h2_origin_stats s;
-			h2pool_origin_stats(up->eps[i].origins[j].origin, &s);
-			out->handshakes += s.handshakes;
-			out->connections_open += s.connections_open;
-			out->streams_active += s.streams_active;
-			out->queued += s.queued;
+			h2_origin_stats st;
+			h2pool_origin_stats(up->eps[i].origins[j].origin, &st);
+			out->handshakes += st.handshakes;
+			out->connections_open += st.connections_open;
+			out->streams_active += st.streams_active;
+			out->queued += st.queued;
 		}
+	}
+	if (up->stopping)
+		return;
+	for (i = 0; i < up->n_feps; i++)
+		out->oauth_fetches += fcm_auth_fetches(up->feps[i].auth);
+	for (i = 0; i < up->n_shared; i++) {
+		h2_origin_stats st;
+		h2pool_origin_stats(up->shared[i].origin, &st);
+		out->handshakes += st.handshakes;
+		out->connections_open += st.connections_open;
+		out->streams_active += st.streams_active;
+		out->queued += st.queued;
 	}
 }

@@ -17,8 +17,9 @@
 
 typedef struct upstream upstream;
 
-/* Caller frees with upstream_free() (on the loop thread or after it stopped).
- * errbuf gets a one-line reason on failure. */
+/* Caller frees with upstream_free() (on the loop thread or after it stopped:
+ * every push still in flight then ends failed/"shutting_down" first, so no
+ * wake is left without a result). errbuf gets a one-line reason on failure. */
 pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *errbuf,
 		     size_t errlen);
 void upstream_free(upstream *up);
@@ -29,6 +30,7 @@ void upstream_send(upstream *up, pgw_push *push);
 
 typedef struct upstream_stats {
 	uint64_t jwt_signatures;
+	uint64_t oauth_fetches;
 	uint64_t handshakes;
 	int connections_open;
 	int streams_active;

@@ -1,0 +1,86 @@
+/* Durable device registry (SPEC §3 "Registry"): extension → devices, stored in
+ * SQLite (registry.path; PostgreSQL later behind the same functions).
+ * A write returns only once it is on disk. Threading: every function may be
+ * called from any thread (libmicrohttpd workers); the handle serialises or
+ * pools its connections internally. Never call it on the event-loop thread:
+ * it does disk I/O. */
+#ifndef PUSHGW_REGISTRY_H
+#define PUSHGW_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pushgw/config.h"
+#include "pushgw/err.h"
+#include "pushgw/target.h"
+
+typedef struct registry registry;
+
+/* One stored device. Strings are owned by the record. */
+typedef struct registry_device {
+	char *extension;
+	char *device_id;
+	pgw_provider provider;
+	char *app;          /* app name */
+	char *token;        /* APNs VoIP / FCM token, or NULL */
+	char *remote_token; /* APNs alert token, or NULL */
+	pgw_apns_env environment;
+	char *call_str, *call_snd;
+	bool silent;
+	int64_t created_at_ms; /* wall clock */
+	int64_t updated_at_ms;
+} registry_device;
+
+/* Open (creating and migrating the schema) the registry the config names.
+ * errbuf gets "<file>: registry.path: <why>" on failure. Caller closes with
+ * registry_close(). */
+pgw_err registry_open(const pgw_config *cfg, registry **out, char *errbuf, size_t errlen);
+/* Accepts NULL. */
+void registry_close(registry *reg);
+
+/* Validity of ids used in paths: extension and device_id are 1..128 chars of
+ * [A-Za-z0-9._~+@:=-] (after URL-decoding). */
+bool registry_valid_extension(const char *ext);
+bool registry_valid_device_id(const char *id);
+
+/* Store t as (ext, device_id), replacing what was there. The same device
+ * (provider, app and token — the VoIP token, else the remote token)
+ * registered under another extension or device id moves here: that old row is
+ * deleted in the same transaction, so a re-installed app never rings two
+ * extensions. *created is true when (ext, device_id) did not exist. */
+pgw_err registry_put(registry *reg, const char *ext, const char *device_id, const pgw_target *t,
+		     bool *created);
+
+/* The devices of ext, oldest first. *out is an array of *n records (NULL
+ * when 0); free with registry_devices_free(). An unknown ext is PGW_OK, 0. */
+pgw_err registry_list(registry *reg, const char *ext, registry_device **out, size_t *n);
+void registry_devices_free(registry_device *devs, size_t n);
+
+/* One device of ext, or PGW_ENOTFOUND. Free with registry_devices_free(d, 1). */
+pgw_err registry_get(registry *reg, const char *ext, const char *device_id, registry_device **out);
+
+/* PGW_ENOTFOUND when there was nothing to delete. */
+pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id);
+pgw_err registry_delete_extension(registry *reg, const char *ext);
+
+/* Remove the registration holding this token for (provider, app) — and only
+ * that one — if it was last updated before not_after_ms (APNs 410 carries the
+ * time the token stopped being valid; 0 = remove regardless). *removed says
+ * whether a row went. */
+pgw_err registry_prune(registry *reg, pgw_provider provider, const char *app, const char *token,
+		       int64_t not_after_ms, bool *removed);
+
+/* Remember the APNs environment a device's token works in (after the
+ * BadDeviceToken other-host retry); no-op when no row holds the token. */
+pgw_err registry_set_environment(registry *reg, const char *app, const char *token,
+				 pgw_apns_env env);
+
+/* Total registered devices. */
+pgw_err registry_count(registry *reg, uint64_t *n);
+
+/* Rebuild a target from a record against the current config: the app must
+ * still exist (PGW_ENOTFOUND otherwise). Caller releases with target_clear(). */
+pgw_err registry_device_target(const registry_device *d, const pgw_config *cfg, pgw_target *out);
+
+#endif
