@@ -284,8 +284,8 @@ static const char *parse_listen(const char *s, char **host, int *port)
 			return "expected \"host:port\", e.g. 127.0.0.1:8080";
 	errno = 0;
 	p = strtol(colon + 1, &end, 10);
-	if (colon[1] < '0' || colon[1] > '9' || *end || errno || p < 1 || p > 65535)
-		return "expected a port from 1 to 65535 after ':'";
+	if (colon[1] < '0' || colon[1] > '9' || *end || errno || p < 0 || p > 65535)
+		return "expected a port from 0 (any free port) to 65535 after ':'";
 	*host = strndup(h, (size_t)(he - h));
 	*port = (int)p;
 	return NULL;

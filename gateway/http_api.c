@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -30,19 +32,29 @@ typedef enum route {
 	ROUTE_UNKNOWN = 0,
 	ROUTE_WAKE,
 	ROUTE_CANCEL,
+	ROUTE_DEVICE,    /* /v1/extensions/{ext}/devices/{device_id}: PUT, DELETE */
+	ROUTE_DEVICES,   /* /v1/extensions/{ext}/devices: GET */
+	ROUTE_EXTENSION, /* /v1/extensions/{ext}: DELETE */
 	ROUTE_HEALTHZ,
 	ROUTE_READYZ,
 	ROUTE_METRICS,
 } route;
 
-static const char *const route_names[] = {"other", "/v1/wake", "/v1/cancel", "/healthz",
-					  "/readyz", "/metrics"};
+/* Label values for metrics: the route template, never the ids in it. */
+static const char *const route_names[] = {
+	"other", "/v1/wake", "/v1/cancel", "/v1/extensions/{ext}/devices/{device_id}",
+	"/v1/extensions/{ext}/devices", "/v1/extensions/{ext}", "/healthz", "/readyz", "/metrics"};
+static const char *const route_methods[] = {"", "POST", "POST", "PUT, DELETE", "GET", "DELETE",
+					    "GET", "GET", "GET"};
+
+#define ID_MAX 128
 
 struct http_api {
 	struct MHD_Daemon *daemon;
 	const pgw_config *cfg;
 	evloop *loop;
 	upstream *up;
+	registry *reg;
 	atomic_bool draining;
 	atomic_int in_flight; /* suspended wakes */
 	int port;
@@ -52,6 +64,9 @@ typedef struct request {
 	http_api *api;
 	struct MHD_Connection *conn;
 	route route;
+	bool bad_path;           /* an id in the path is not valid */
+	char ext[ID_MAX + 1];    /* URL-decoded path ids */
+	char device_id[ID_MAX + 1];
 	char *body;
 	size_t len, cap;
 	bool too_large;
@@ -74,8 +89,7 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int statu
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	if (status == 405)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
-					r->route == ROUTE_WAKE || r->route == ROUTE_CANCEL ? "POST" : "GET");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, route_methods[r->route]);
 	if (status == 401)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	ret = MHD_queue_response(c, (unsigned)status, resp);
@@ -104,8 +118,41 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request *r, int stat
 	return send_body(c, r, status, "application/json", body, strlen(body));
 }
 
-static route route_of(const char *url)
+/* Decode one %XX-escaped path segment of n bytes into out (ID_MAX + 1).
+ * False on a bad escape, a NUL, or a result longer than ID_MAX. */
+static bool decode_segment(const char *s, size_t n, char *out)
 {
+	size_t i, o = 0;
+
+	for (i = 0; i < n; i++) {
+		int c = (unsigned char)s[i];
+		if (c == '%') {
+			char hex[3] = {0};
+			if (i + 2 >= n || !isxdigit((unsigned char)s[i + 1]) ||
+			    !isxdigit((unsigned char)s[i + 2]))
+				return false;
+			hex[0] = s[i + 1];
+			hex[1] = s[i + 2];
+			c = (int)strtol(hex, NULL, 16);
+			i += 2;
+			if (c == 0)
+				return false;
+		}
+		if (o == ID_MAX)
+			return false;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* The path arrives raw (no unescaping by libmicrohttpd), so an id may carry
+ * an escaped '/' without changing the route. */
+static route route_of(const char *url, request *r)
+{
+	static const char prefix[] = "/v1/extensions/";
+	const char *p, *slash;
+
 	if (strcmp(url, "/v1/wake") == 0)
 		return ROUTE_WAKE;
 	if (strcmp(url, "/v1/cancel") == 0)
@@ -116,7 +163,25 @@ static route route_of(const char *url)
 		return ROUTE_READYZ;
 	if (strcmp(url, "/metrics") == 0)
 		return ROUTE_METRICS;
-	return ROUTE_UNKNOWN;
+	if (strncmp(url, prefix, sizeof prefix - 1) != 0)
+		return ROUTE_UNKNOWN;
+	p = url + sizeof prefix - 1;
+	slash = strchr(p, '/');
+	if (!decode_segment(p, slash ? (size_t)(slash - p) : strlen(p), r->ext) ||
+	    !registry_valid_extension(r->ext))
+		r->bad_path = true;
+	if (!slash)
+		return ROUTE_EXTENSION;
+	if (strcmp(slash, "/devices") == 0 || strcmp(slash, "/devices/") == 0)
+		return ROUTE_DEVICES;
+	if (strncmp(slash, "/devices/", 9) != 0)
+		return ROUTE_UNKNOWN;
+	p = slash + 9;
+	if (strchr(p, '/'))
+		return ROUTE_UNKNOWN;
+	if (!decode_segment(p, strlen(p), r->device_id) || !registry_valid_device_id(r->device_id))
+		r->bad_path = true;
+	return ROUTE_DEVICE;
 }
 
 /* Every configured key is compared, each in constant time, so neither a
@@ -156,8 +221,6 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request *r, const cha
 {
 	http_api *api = r->api;
 
-	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return send_error(c, r, 405, "method_not_allowed", "use GET");
 	switch (r->route) {
 	case ROUTE_HEALTHZ:
 		return send_text(c, r, 200, "ok\n");
@@ -201,8 +264,11 @@ static void count_results(const request *r, const char *doc)
 static enum MHD_Result finish_wake(struct MHD_Connection *c, request *r)
 {
 	size_t len = 0;
-	char *doc = wake_response_json(r->wake, &len);
+	char *doc;
 	char labels[64];
+
+	wake_apply_results(r->wake, r->api->reg);
+	doc = wake_response_json(r->wake, &len);
 
 	atomic_fetch_sub(&r->api->in_flight, 1);
 	if (!doc)
@@ -224,27 +290,54 @@ static bool is_json_type(struct MHD_Connection *c)
 	return ct && strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* Auth and scope for a /v1/ call. NULL means an error was queued (*ret). */
+static const pgw_api_key *require_key(struct MHD_Connection *c, request *r, unsigned scope,
+				      enum MHD_Result *ret)
+{
+	const pgw_api_key *key = authenticate(r->api->cfg, c);
+	char msg[160];
+
+	if (!key) {
+		*ret = send_error(c, r, 401, "unauthorized", "missing or unknown API key (Authorization: Bearer <key>)");
+		return NULL;
+	}
+	if (!(key->scopes & scope)) {
+		snprintf(msg, sizeof msg, "key \"%s\" does not have the \"%s\" scope", key->name,
+			 scope == PGW_SCOPE_WAKE ? "wake" : "register");
+		*ret = send_error(c, r, 403, "forbidden", msg);
+		return NULL;
+	}
+	return key;
+}
+
+/* Body checks shared by every call that takes JSON. */
+static bool body_acceptable(struct MHD_Connection *c, request *r, enum MHD_Result *ret)
+{
+	char msg[128];
+
+	if (r->too_large) {
+		snprintf(msg, sizeof msg, "body: larger than %zu bytes (limits.max_body_bytes)",
+			 r->api->cfg->max_body_bytes);
+		*ret = send_error(c, r, 413, "body_too_large", msg);
+		return false;
+	}
+	if (!is_json_type(c)) {
+		*ret = send_error(c, r, 415, "unsupported_media_type", "Content-Type: expected application/json");
+		return false;
+	}
+	return true;
+}
+
 static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 {
 	http_api *api = r->api;
-	const pgw_config *cfg = api->cfg;
-	const pgw_api_key *key = authenticate(cfg, c);
 	pgw_http_error err = {0};
-	char msg[128];
+	enum MHD_Result ret = MHD_NO;
+	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_WAKE, &ret);
 
-	if (!key)
-		return send_error(c, r, 401, "unauthorized", "missing or unknown API key (Authorization: Bearer <key>)");
-	if (!(key->scopes & PGW_SCOPE_WAKE)) {
-		snprintf(msg, sizeof msg, "key \"%s\" does not have the \"wake\" scope", key->name);
-		return send_error(c, r, 403, "forbidden", msg);
-	}
-	if (r->too_large) {
-		snprintf(msg, sizeof msg, "body: larger than %zu bytes (limits.max_body_bytes)", cfg->max_body_bytes);
-		return send_error(c, r, 413, "body_too_large", msg);
-	}
-	if (!is_json_type(c))
-		return send_error(c, r, 415, "unsupported_media_type", "Content-Type: expected application/json");
-	if (wake_parse(r->body ? r->body : "", r->len, cfg, key,
+	if (!key || !body_acceptable(c, r, &ret))
+		return ret;
+	if (wake_parse(r->body ? r->body : "", r->len, api->cfg, key, api->reg,
 		       r->route == ROUTE_WAKE ? PGW_PUSH_CALL : PGW_PUSH_CANCEL, &r->wake, &err) != PGW_OK)
 		return send_error(c, r, err.status, err.code, err.message);
 	atomic_fetch_add(&api->in_flight, 1);
@@ -255,6 +348,200 @@ static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 		MHD_resume_connection(c);
 	}
 	return MHD_YES;
+}
+
+static void format_time(int64_t ms, char *out, size_t n)
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&secs, &tm);
+	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static json_t *device_json(const registry_device *d, const pgw_config *cfg)
+{
+	char desc[64], when[32];
+	pgw_target t;
+	json_t *o = json_object();
+
+	if (registry_device_target(d, cfg, &t) == PGW_OK) {
+		target_describe(&t, desc, sizeof desc);
+		target_clear(&t);
+	} else {
+		snprintf(desc, sizeof desc, "%s:…", d->provider == PGW_PROVIDER_APNS ? "apns" : "fcm");
+	}
+	format_time(d->updated_at_ms, when, sizeof when);
+	json_object_set_new(o, "device_id", json_string(d->device_id));
+	json_object_set_new(o, "extension", json_string(d->extension));
+	json_object_set_new(o, "provider", json_string(d->provider == PGW_PROVIDER_APNS ? "apns" : "fcm"));
+	json_object_set_new(o, "app", json_string(d->app));
+	json_object_set_new(o, "target", json_string(desc));
+	if (d->provider == PGW_PROVIDER_APNS) {
+		json_object_set_new(o, "voip", json_boolean(d->token != NULL));
+		json_object_set_new(o, "remote", json_boolean(d->remote_token != NULL));
+		if (d->environment != PGW_ENV_UNSET)
+			json_object_set_new(o, "environment",
+					    json_string(d->environment == PGW_ENV_SANDBOX ? "sandbox" : "production"));
+	}
+	json_object_set_new(o, "updated_at", json_string(when));
+	return o;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, request *r, int status, json_t *doc)
+{
+	char *body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	json_decref(doc);
+	if (!body)
+		return send_error(c, r, 500, "internal_error", "out of memory");
+	return send_body(c, r, status, "application/json", body, strlen(body));
+}
+
+static enum MHD_Result registry_failed(struct MHD_Connection *c, request *r, pgw_err rc)
+{
+	char msg[128];
+
+	snprintf(msg, sizeof msg, "the registry cannot serve this now (%s)", pgw_strerror(rc));
+	return send_error(c, r, 503, "registry_unavailable", msg);
+}
+
+static bool app_allowed(const pgw_config *cfg, const pgw_api_key *key, const char *app_name)
+{
+	const pgw_app_conf *app = config_app_find(cfg, app_name);
+
+	return !app || config_key_allows_app(key, app);
+}
+
+static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
+{
+	http_api *api = r->api;
+	const pgw_config *cfg = api->cfg;
+	enum MHD_Result ret = MHD_NO;
+	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
+	registry_device *stored = NULL;
+	pgw_field_error ferr = {{0}, {0}};
+	json_error_t jerr;
+	json_t *doc;
+	pgw_target t;
+	bool created = false;
+	char msg[400];
+	pgw_err rc;
+
+	if (!key || !body_acceptable(c, r, &ret))
+		return ret;
+	doc = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!doc) {
+		snprintf(msg, sizeof msg, "body: not valid JSON (%s at line %d, column %d)", jerr.text,
+			 jerr.line, jerr.column);
+		return send_error(c, r, 400, "invalid_request", msg);
+	}
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		return send_error(c, r, 400, "invalid_request", "body: expected one device object");
+	}
+	rc = target_from_json(doc, cfg, key, &t, &ferr);
+	json_decref(doc);
+	if (rc != PGW_OK) {
+		snprintf(msg, sizeof msg, "%s: %s", ferr.field[0] ? ferr.field : "device", ferr.message);
+		return send_error(c, r, rc == PGW_EAUTH ? 403 : 400,
+				  rc == PGW_EAUTH ? "forbidden" : "invalid_request", msg);
+	}
+	rc = registry_put(api->reg, r->ext, r->device_id, &t, &created);
+	target_clear(&t);
+	if (rc != PGW_OK)
+		return registry_failed(c, r, rc);
+	metrics_count("pushgw_registrations_total", created ? "result=\"created\"" : "result=\"replaced\"", 1);
+	if (registry_get(api->reg, r->ext, r->device_id, &stored) != PGW_OK)
+		return send_error(c, r, created ? 201 : 200, "internal_error", "stored, but cannot be read back");
+	ret = send_json(c, r, created ? 201 : 200, device_json(stored, cfg));
+	registry_devices_free(stored, 1);
+	return ret;
+}
+
+static enum MHD_Result serve_devices_get(struct MHD_Connection *c, request *r, const pgw_api_key *key)
+{
+	const pgw_config *cfg = r->api->cfg;
+	registry_device *devs = NULL;
+	json_t *list = json_array();
+	size_t i, n = 0;
+	pgw_err rc = registry_list(r->api->reg, r->ext, &devs, &n);
+
+	if (rc != PGW_OK) {
+		json_decref(list);
+		return registry_failed(c, r, rc);
+	}
+	for (i = 0; i < n; i++)
+		if (app_allowed(cfg, key, devs[i].app))
+			json_array_append_new(list, device_json(&devs[i], cfg));
+	registry_devices_free(devs, n);
+	return send_json(c, r, 200, json_pack("{s:s,s:o}", "extension", r->ext, "devices", list));
+}
+
+static enum MHD_Result serve_device_delete(struct MHD_Connection *c, request *r, const pgw_api_key *key)
+{
+	registry_device *d = NULL;
+	pgw_err rc = registry_get(r->api->reg, r->ext, r->device_id, &d);
+
+	if (rc == PGW_ENOTFOUND)
+		return send_error(c, r, 404, "not_found", "no such device under this extension");
+	if (rc != PGW_OK)
+		return registry_failed(c, r, rc);
+	if (!app_allowed(r->api->cfg, key, d->app)) {
+		registry_devices_free(d, 1);
+		return send_error(c, r, 403, "forbidden", "this device belongs to an app the key may not use");
+	}
+	registry_devices_free(d, 1);
+	rc = registry_delete_device(r->api->reg, r->ext, r->device_id);
+	if (rc == PGW_ENOTFOUND)
+		return send_error(c, r, 404, "not_found", "no such device under this extension");
+	if (rc != PGW_OK)
+		return registry_failed(c, r, rc);
+	return send_body(c, r, 204, "application/json", strdup(""), 0);
+}
+
+static enum MHD_Result serve_extension_delete(struct MHD_Connection *c, request *r,
+					      const pgw_api_key *key)
+{
+	registry_device *devs = NULL;
+	size_t i, n = 0;
+	bool allowed = true;
+	pgw_err rc = registry_list(r->api->reg, r->ext, &devs, &n);
+
+	if (rc != PGW_OK)
+		return registry_failed(c, r, rc);
+	for (i = 0; i < n; i++)
+		if (!app_allowed(r->api->cfg, key, devs[i].app))
+			allowed = false;
+	registry_devices_free(devs, n);
+	if (n == 0)
+		return send_error(c, r, 404, "not_found", "no devices under this extension");
+	if (!allowed)
+		return send_error(c, r, 403, "forbidden", "the extension has devices of an app the key may not use");
+	rc = registry_delete_extension(r->api->reg, r->ext);
+	if (rc == PGW_ENOTFOUND)
+		return send_error(c, r, 404, "not_found", "no devices under this extension");
+	if (rc != PGW_OK)
+		return registry_failed(c, r, rc);
+	return send_body(c, r, 204, "application/json", strdup(""), 0);
+}
+
+/* GET and DELETE on the registry: no body, answered on the first call. */
+static enum MHD_Result serve_registry(struct MHD_Connection *c, request *r)
+{
+	enum MHD_Result ret = MHD_NO;
+	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
+
+	if (!key)
+		return ret;
+	switch (r->route) {
+	case ROUTE_DEVICES:
+		return serve_devices_get(c, r, key);
+	case ROUTE_DEVICE:
+		return serve_device_delete(c, r, key);
+	default:
+		return serve_extension_delete(c, r, key);
+	}
 }
 
 static bool append_body(request *r, const char *data, size_t n, size_t max)
@@ -279,6 +566,55 @@ static bool append_body(request *r, const char *data, size_t n, size_t max)
 	return true;
 }
 
+static bool method_fits(route rt, const char *method)
+{
+	const char *allowed = route_methods[rt];
+	size_t n = strlen(method);
+	const char *p;
+
+	if (strcmp(method, "HEAD") == 0 && strstr(allowed, "GET"))
+		return true;
+	for (p = strstr(allowed, method); p; p = strstr(p + 1, method))
+		if ((p == allowed || p[-1] == ' ') && (p[n] == '\0' || p[n] == ','))
+			return true;
+	return false;
+}
+
+static bool takes_body(route rt, const char *method)
+{
+	return rt == ROUTE_WAKE || rt == ROUTE_CANCEL || (rt == ROUTE_DEVICE && strcmp(method, "PUT") == 0);
+}
+
+/* First call for a request: route it; answer at once what needs no body. */
+static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const char *method)
+{
+	http_api *api = r->api;
+	const char *cl;
+
+	if (r->route == ROUTE_UNKNOWN)
+		return send_error(c, r, 404, "not_found", "no such route");
+	if (!method_fits(r->route, method)) {
+		char msg[64];
+		snprintf(msg, sizeof msg, "use %s", route_methods[r->route]);
+		return send_error(c, r, 405, "method_not_allowed", msg);
+	}
+	if (r->route >= ROUTE_HEALTHZ)
+		return serve_get(c, r, method);
+	if (atomic_load(&api->draining))
+		return send_error(c, r, 503, "shutting_down", "the gateway is shutting down; retry on another instance");
+	if (r->bad_path)
+		return send_error(c, r, 400, "invalid_request",
+				  "path: extension and device_id are 1 to 128 characters of A-Z a-z 0-9 . _ ~ + @ : = - (URL-encoded)");
+	if (r->route != ROUTE_WAKE && r->route != ROUTE_CANCEL && !api->reg)
+		return send_error(c, r, 503, "registry_unavailable", "no registry is configured");
+	if (!takes_body(r->route, method))
+		return serve_registry(c, r);
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl && strtoull(cl, NULL, 10) > api->cfg->max_body_bytes)
+		r->too_large = true; /* answered once the body is drained */
+	return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_size, void **ctx)
@@ -292,19 +628,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return MHD_NO;
 		r->api = api;
 		r->conn = c;
-		r->route = route_of(url);
 		r->started_us = pgw_now_us();
+		r->route = route_of(url, r);
 		*ctx = r;
-		if (r->route != ROUTE_WAKE && r->route != ROUTE_CANCEL)
-			return serve_get(c, r, method);
-		if (strcmp(method, "POST") != 0)
-			return send_error(c, r, 405, "method_not_allowed", "use POST");
-		if (atomic_load(&api->draining))
-			return send_error(c, r, 503, "shutting_down", "the gateway is shutting down; retry on another instance");
-		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoull(cl, NULL, 10) > api->cfg->max_body_bytes)
-			r->too_large = true; /* answered once the body is drained */
-		return MHD_YES;
+		return on_first_call(c, r, method);
 	}
 	if (r->wake) {
 		if (atomic_load(&r->wake_done) < 0)
@@ -317,6 +644,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (r->route == ROUTE_DEVICE)
+		return serve_device_put(c, r);
 	return start_wake(c, r);
 }
 
@@ -368,8 +697,14 @@ static pgw_err make_addr(const pgw_config *cfg, struct sockaddr_storage *ss, boo
 	return PGW_EINVAL;
 }
 
-pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, http_api **out,
-		       char *err, size_t errlen)
+/* Keep the path as it came: route_of() decodes each id on its own. */
+static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
+{
+	return strlen(s);
+}
+
+pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, registry *reg,
+		       http_api **out, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
@@ -405,6 +740,7 @@ pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, http_a
 	api->cfg = cfg;
 	api->loop = loop;
 	api->up = up;
+	api->reg = reg;
 	api->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, api,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -415,6 +751,7 @@ pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, http_a
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
 		cfg->tls_enabled ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
 		MHD_OPTION_HTTPS_MEM_KEY, key,
 		MHD_OPTION_END);

@@ -13,6 +13,7 @@
 #include "pushgw/http_api.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
+#include "pushgw/registry.h"
 #include "pushgw/upstream.h"
 #include "pushgw/util.h"
 
@@ -124,6 +125,7 @@ static int run(const char *path)
 	pgw_config *cfg = NULL;
 	evloop *loop = NULL;
 	upstream *up = NULL;
+	registry *reg = NULL;
 	http_api *api = NULL;
 	char err[512];
 	sigset_t set;
@@ -144,6 +146,10 @@ static int run(const char *path)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (registry_open(cfg, &reg, err, sizeof err) != PGW_OK) {
+		fprintf(stderr, "pushgw: %s\n", err);
+		goto out;
+	}
 	if (evloop_new(&loop) != PGW_OK) {
 		fprintf(stderr, "pushgw: cannot create the event loop\n");
 		goto out;
@@ -156,7 +162,7 @@ static int run(const char *path)
 		fprintf(stderr, "pushgw: cannot start the event loop\n");
 		goto out;
 	}
-	if (http_api_start(cfg, loop, up, &api, err, sizeof err) != PGW_OK) {
+	if (http_api_start(cfg, loop, up, reg, &api, err, sizeof err) != PGW_OK) {
 		fprintf(stderr, "pushgw: %s\n", err);
 		goto out;
 	}
@@ -176,6 +182,7 @@ out:
 	if (api)
 		http_api_drain(api, 2000);
 	http_api_free(api);
+	registry_close(reg);
 	evloop_free(loop);
 	if (status == 0)
 		pgw_log(PGW_LOG_INFO, "stopped", NULL);

@@ -463,6 +463,7 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 	if (v.loud)
 		log_loud(a, "apns", reason[0] ? reason : "-", resp->status);
 	if (v.status == PGW_PUSH_SENT) {
+		push->result.environment = a->env;
 		apns_id = header_value(resp, "apns-id");
 		snprintf(push->result.push_id, sizeof push->result.push_id, "%s",
 			 apns_id ? apns_id : push->apns_id);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "pushgw/log.h"
+#include "pushgw/metrics.h"
 #include "pushgw/payload.h"
 #include "pushgw/util.h"
 
@@ -26,8 +27,8 @@ struct pgw_wake {
 	pgw_call call;
 	int ttl_s;
 	int timeout_ms;
-	pgw_target *targets; /* one per requested device, request order */
-	size_t n_targets;
+	pgw_target *targets; /* one per requested device, request order, then the extension's */
+	size_t n_targets, cap_targets;
 	size_t *push_of;     /* targets[i] is served by pushes[push_of[i]] */
 	pgw_push *pushes;    /* distinct devices */
 	size_t n_pushes;
@@ -163,27 +164,61 @@ static pgw_err parse_reason(pgw_wake *w, json_t *root, pgw_http_error *err)
 	return PGW_OK;
 }
 
+/* The registered devices of ext (those of apps the key may use), appended
+ * after the explicit ones. */
+static pgw_err add_extension_devices(pgw_wake *w, const char *ext, const pgw_config *cfg,
+				     const pgw_api_key *key, registry *reg, pgw_http_error *err)
+{
+	registry_device *devs = NULL;
+	size_t i, n = 0;
+	pgw_err rc;
+
+	if (!reg)
+		return PGW_OK;
+	rc = registry_list(reg, ext, &devs, &n);
+	if (rc != PGW_OK)
+		return fail(err, 503, "registry_unavailable", "extension: the registry cannot be read (%s)",
+			    pgw_strerror(rc));
+	for (i = 0; i < n; i++) {
+		pgw_target *t = &w->targets[w->n_targets];
+		if (w->n_targets == w->cap_targets)
+			break;
+		if (registry_device_target(&devs[i], cfg, t) != PGW_OK)
+			continue; /* its app left the config */
+		if (key && !config_key_allows_app(key, t->app)) {
+			target_clear(t);
+			continue;
+		}
+		w->n_targets++;
+	}
+	registry_devices_free(devs, n);
+	return PGW_OK;
+}
+
 static pgw_err parse_devices(pgw_wake *w, json_t *root, const pgw_config *cfg,
-			     const pgw_api_key *key, pgw_http_error *err)
+			     const pgw_api_key *key, registry *reg, pgw_http_error *err)
 {
 	json_t *devs = json_object_get(root, "devices"), *ext = json_object_get(root, "extension");
 	pgw_field_error ferr;
-	size_t i, n;
+	size_t i, n = 0;
 	pgw_err rc;
 
 	if (ext && !json_is_null(ext)) {
-		if (!json_is_string(ext) || json_string_length(ext) == 0 || json_string_length(ext) > 64)
-			return fail(err, 400, "invalid_request", "extension: expected a string of 1 to 64 characters");
+		if (!json_is_string(ext) || !registry_valid_extension(json_string_value(ext)))
+			return fail(err, 400, "invalid_request",
+				    "extension: expected 1 to 128 characters of A-Z a-z 0-9 . _ ~ + @ : = -");
 	}
-	if (!devs || json_is_null(devs))
-		return PGW_OK;
-	if (!json_is_array(devs))
-		return fail(err, 400, "invalid_request", "devices: expected an array");
-	n = json_array_size(devs);
+	if (devs && !json_is_null(devs)) {
+		if (!json_is_array(devs))
+			return fail(err, 400, "invalid_request", "devices: expected an array");
+		n = json_array_size(devs);
+	}
 	if (n > (size_t)cfg->max_devices_per_wake)
 		return fail(err, 400, "invalid_request", "devices: at most %d devices per request (limits.max_devices_per_wake)",
 			    cfg->max_devices_per_wake);
-	w->targets = calloc(n ? n : 1, sizeof *w->targets);
+	/* explicit devices plus at most max_devices_per_wake registered ones */
+	w->cap_targets = n + (json_is_string(ext) ? (size_t)cfg->max_devices_per_wake : 0);
+	w->targets = calloc(w->cap_targets ? w->cap_targets : 1, sizeof *w->targets);
 	if (!w->targets)
 		return fail(err, 500, "internal_error", "out of memory");
 	for (i = 0; i < n; i++) {
@@ -199,6 +234,8 @@ static pgw_err parse_devices(pgw_wake *w, json_t *root, const pgw_config *cfg,
 				    ferr.field[0] ? ferr.field : "device", ferr.message);
 		w->n_targets = i + 1;
 	}
+	if (json_is_string(ext))
+		return add_extension_devices(w, json_string_value(ext), cfg, key, reg, err);
 	return PGW_OK;
 }
 
@@ -254,7 +291,7 @@ static pgw_err build_bodies(pgw_wake *w)
 }
 
 pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pgw_api_key *key,
-		   pgw_push_kind kind, pgw_wake **out, pgw_http_error *err)
+		   registry *reg, pgw_push_kind kind, pgw_wake **out, pgw_http_error *err)
 {
 	json_error_t jerr;
 	pgw_wake *w;
@@ -287,7 +324,7 @@ pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pg
 		rc = fail(err, 400, "invalid_request", "callback_url: not supported by this version; omit it to get the results in the response");
 		goto out;
 	}
-	if ((rc = parse_devices(w, w->doc, cfg, key, err)) != PGW_OK)
+	if ((rc = parse_devices(w, w->doc, cfg, key, reg, err)) != PGW_OK)
 		goto out;
 	if (w->n_targets == 0) {
 		rc = fail(err, 404, "no_devices", "the targets resolve to no device");
@@ -357,7 +394,7 @@ static json_t *result_json(const pgw_target *t, const pgw_push *p)
 	if (r->detail[0])
 		json_object_set_new(o, "detail", json_string(r->detail));
 	if (r->status == PGW_PUSH_INVALID_TOKEN)
-		json_object_set_new(o, "removed", json_false());
+		json_object_set_new(o, "removed", json_boolean(r->removed));
 	if (r->attempts > 1 || r->status == PGW_PUSH_FAILED)
 		json_object_set_new(o, "attempts", json_integer(r->attempts));
 	json_object_set_new(o, "latency_ms", json_real((double)(int64_t)(r->latency_ms * 10) / 10));
@@ -379,6 +416,44 @@ char *wake_response_json(const pgw_wake *w, size_t *len)
 	if (out && len)
 		*len = strlen(out);
 	return out;
+}
+
+/* The token a push went to: the alert token for alert pushes. */
+static const char *pushed_token(const pgw_push *p)
+{
+	return p->alert ? p->target->remote_token : p->target->token;
+}
+
+void wake_apply_results(pgw_wake *w, registry *reg)
+{
+	size_t i;
+
+	if (!reg)
+		return;
+	for (i = 0; i < w->n_pushes; i++) {
+		pgw_push *p = &w->pushes[i];
+		const pgw_target *t = p->target;
+		const char *token = pushed_token(p);
+		char red[32];
+
+		if (p->result.status == PGW_PUSH_INVALID_TOKEN && token) {
+			bool removed = false;
+			/* APNs 410 says since when the token is dead: a device that
+			 * registered again after that keeps its registration */
+			if (registry_prune(reg, t->provider, t->app->name, token,
+					   p->result.unregistered_ms, &removed) == PGW_OK && removed) {
+				p->result.removed = true;
+				metrics_count("pushgw_registry_pruned_total",
+					      t->provider == PGW_PROVIDER_APNS ? "provider=\"apns\"" : "provider=\"fcm\"", 1);
+				pgw_log(PGW_LOG_INFO, "registry: removed a dead token", "app", t->app->name,
+					"provider", t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm",
+					"token", pgw_redact(token, red, sizeof red), "reason", p->result.reason,
+					NULL);
+			}
+		} else if (p->result.status == PGW_PUSH_SENT && p->other_env_tried && token) {
+			registry_set_environment(reg, t->app->name, token, p->result.environment);
+		}
+	}
 }
 
 const char *wake_id(const pgw_wake *w)

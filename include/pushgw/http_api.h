@@ -11,14 +11,16 @@
 #include "pushgw/config.h"
 #include "pushgw/err.h"
 #include "pushgw/evloop.h"
+#include "pushgw/registry.h"
 #include "pushgw/upstream.h"
 
 typedef struct http_api http_api;
 
-/* Start listening on cfg->listen_host:listen_port. The config, loop and
- * upstream must outlive the API. Caller frees with http_api_free(). */
-pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, http_api **out,
-		       char *errbuf, size_t errlen);
+/* Start listening on cfg->listen_host:listen_port. The config, loop,
+ * upstream and registry (may be NULL) must outlive the API. Caller frees with
+ * http_api_free(). */
+pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, registry *reg,
+		       http_api **out, char *errbuf, size_t errlen);
 
 /* Stop taking new requests (they get 503 shutting_down, /readyz 503) and wait
  * up to grace_ms for in-flight wakes. Returns true when none is left. */

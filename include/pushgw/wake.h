@@ -13,6 +13,7 @@
 #include "pushgw/err.h"
 #include "pushgw/evloop.h"
 #include "pushgw/push.h"
+#include "pushgw/registry.h"
 #include "pushgw/upstream.h"
 
 typedef struct pgw_wake pgw_wake;
@@ -25,17 +26,25 @@ typedef struct pgw_http_error {
 	char message[400];
 } pgw_http_error;
 
-/* Validate a /v1/wake (kind CALL) or /v1/cancel (kind CANCEL) body for `key`.
- * On PGW_OK *out is a new wake (caller frees with wake_free()); otherwise
- * *err says what to answer and nothing was changed anywhere. */
+/* Validate a /v1/wake (kind CALL) or /v1/cancel (kind CANCEL) body for `key`
+ * and resolve its "extension" in reg (NULL: no registry). Registered devices
+ * of apps the key may not use are left out. On PGW_OK *out is a new wake
+ * (caller frees with wake_free()); otherwise *err says what to answer and
+ * nothing was changed anywhere. Does registry reads: not on the loop. */
 pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pgw_api_key *key,
-		   pgw_push_kind kind, pgw_wake **out, pgw_http_error *err);
+		   registry *reg, pgw_push_kind kind, pgw_wake **out, pgw_http_error *err);
 
 typedef void (*wake_done_fn)(void *arg);
 
 /* Hand the wake to the loop thread. After PGW_OK, done(arg) comes exactly
  * once (on the loop thread). */
 pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, wake_done_fn done, void *arg);
+
+/* After done(): remove registrations whose token came back invalid_token
+ * (APNs 410 only when registered before its timestamp) and remember the APNs
+ * host that worked for a device whose environment was not stated. Registry
+ * writes: not on the loop. reg may be NULL. */
+void wake_apply_results(pgw_wake *w, registry *reg);
 
 /* {"id": …, "results": [ … ]} in request order. Only after done(). Caller
  * frees with free(); NULL on ENOMEM. */

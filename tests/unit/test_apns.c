@@ -71,7 +71,7 @@ static EVP_PKEY *make_key(char **pem)
 
 static size_t b64url_decode(const char *in, size_t n, unsigned char *out)
 {
-	char buf[512];
+	char buf[512] = {0};
 	size_t i, len = 0;
 	int got;
 
