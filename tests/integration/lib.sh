@@ -28,6 +28,7 @@ tok() { printf '%064x' "$1"; }
 KEY_WAKE="wake-key-$(tok 1 | cut -c1-16)"
 KEY_REG="reg-key-$(tok 2 | cut -c1-16)"
 KEY_OTHER="other-key-$(tok 3 | cut -c1-16)"
+KEY_WAKEONLY="wakeonly-key-$(tok 4 | cut -c1-16)"
 
 begin() { CURRENT="$1"; }
 ok() {
@@ -85,19 +86,23 @@ sim_ctl() { # sim_ctl NAME METHOD PATH [BODY]
 	fi
 }
 
-# write_config FILE SIM_NAME [extra jq filter]: a config pointing app "phone"
-# at the simulator, with three keys: wake+register, register only, and one
-# limited to app "other".
+# write_config FILE SIM_NAME [extra jq filter]: a config pointing apps "phone"
+# and "other" at the simulator, with keys: wake+register (KEY_WAKE), register
+# only (KEY_REG), wake+register limited to app "other" (KEY_OTHER), wake only
+# (KEY_WAKEONLY). The registry file is named after the config file.
 write_config() {
 	local file="$1" sim="SIM_PORT_$2" filter="${3:-.}"
-	local hw hr ho
+	local hw hr ho hx
 	hw=$($PUSHGW hash-key "$KEY_WAKE"); hr=$($PUSHGW hash-key "$KEY_REG"); ho=$($PUSHGW hash-key "$KEY_OTHER")
-	jq -n --arg port "${!sim}" --arg certs "$WORK/certs" --arg hw "$hw" --arg hr "$hr" --arg ho "$ho" '{
+	hx=$($PUSHGW hash-key "$KEY_WAKEONLY")
+	jq -n --arg port "${!sim}" --arg certs "$WORK/certs" --arg hw "$hw" --arg hr "$hr" --arg ho "$ho" \
+		--arg hx "$hx" --arg db "$WORK/pushgw-$(basename "$file" .json).db" '{
 	  listen: "127.0.0.1:0",
 	  api_keys: [
 	    {name: "pbx", key: $hw, scopes: ["wake", "register"]},
 	    {name: "registrar", key: $hr, scopes: ["register"]},
-	    {name: "other-tenant", key: $ho, scopes: ["wake"], apps: ["other"]}
+	    {name: "other-tenant", key: $ho, scopes: ["wake", "register"], apps: ["other"]},
+	    {name: "wake-only", key: $hx, scopes: ["wake"]}
 	  ],
 	  apps: {
 	    phone: {apns: {team_id: "TEAM123456", key_id: "KEY1234567",
@@ -109,7 +114,7 @@ write_config() {
 	                   bundle_id: "com.example.other", url: ("https://127.0.0.1:" + $port)}}
 	  },
 	  upstream: {ca_file: ($certs + "/ca.pem"), connections: 2, request_timeout_ms: 3000},
-	  registry: {path: ($certs + "/../pushgw.db")},
+	  registry: {path: $db},
 	  log: {level: "info"}
 	} | '"$filter" >"$file"
 }

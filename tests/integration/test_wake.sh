@@ -138,7 +138,13 @@ t_goaway_mid_load_loses_nothing() {
 		curl -sS -o "$WORK/g$i.json" -H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
 			--data-binary "$(wake_body "$(tok $((2000 + i)))" "g-$i")" "http://127.0.0.1:$GW_PORT_G/v1/wake" &
 	done
-	sleep 0.15
+	# GOAWAY once most streams are open upstream (none answered yet: 300 ms delay)
+	local n=0
+	for _ in $(seq 1 100); do
+		n=$(sim_ctl A GET /requests | jq '[.[] | select(.outcome == "pending")] | length')
+		[ "$n" -ge 30 ] && break
+		sleep 0.03
+	done
 	sim_ctl A POST /goaway >/dev/null
 	wait_jobs
 	sim_ctl A POST '/delay?ms=0' >/dev/null

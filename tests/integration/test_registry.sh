@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# End-to-end registry: devices registered over the API survive restarts and
+# kill -9, a wake by extension reaches each once, dead tokens are pruned, and
+# bad requests change nothing. Real pushgw, real simulator, real curl.
+source tests/integration/lib.sh
+
+start_sim A
+write_config "$WORK/reg.json" A
+start_gw R "$WORK/reg.json" || exit 1
+
+PN="TEAM123456.com.example.phone"
+put_dev() { # put_dev EXT DEVICE_ID BODY [KEY]
+	api R PUT "/v1/extensions/$1/devices/$2" "$3" "${4-$KEY_REG}"
+}
+list_dev() { api R GET "/v1/extensions/$1/devices" "" "${2-$KEY_REG}"; }
+n_devices() { list_dev "$1"; jqb '.devices | length'; }
+
+t_crud_round_trips_for_each_form() {
+	begin "PUT/GET/DELETE round trips for every device form; 201 then 200; 204; 404"
+	local a b c
+	a=$(tok 700); b=$(tok 701); c=$(tok 702)
+	put_dev 1001 iphone-a "{\"provider\":\"apns\",\"token\":\"$a\",\"app\":\"phone\"}"
+	expect_eq "explicit APNs: created" "$STATUS" 201
+	expect_eq "answer names the device" "$(jqb .device_id)" iphone-a
+	expect_eq "answer shows a redacted target" "$(jqb .target)" "apns:0000…02bc"
+	put_dev 1001 iphone-a "{\"provider\":\"apns\",\"token\":\"$a\",\"app\":\"phone\",\"environment\":\"sandbox\"}"
+	expect_eq "same id again: replaced" "$STATUS" 200
+	expect_eq "replacement kept the new environment" "$(jqb .environment)" sandbox
+	put_dev 1001 "urn%3Auuid%3A0f3c9a1e-0000-4000-8000-000000000001" \
+		"{\"contact\":\"\\\"Bob\\\" <sip:1001@203.0.113.5:5060;transport=tls;pn-provider=apns.dev;pn-param=$PN.remote%26voip;pn-prid=$b:voip%26$c:remote>\"}"
+	expect_eq "Linphone-style contact: created" "$STATUS" 201
+	expect_eq "URL-decoded device id" "$(jqb .device_id)" "urn:uuid:0f3c9a1e-0000-4000-8000-000000000001"
+	expect_eq "contact gave a VoIP token" "$(jqb .voip)" true
+	expect_eq "contact gave a remote token" "$(jqb .remote)" true
+	expect_eq "apns.dev is sandbox" "$(jqb .environment)" sandbox
+	put_dev 1001 ipad "{\"pn-provider\":\"apns\",\"pn-param\":\"$PN.voip\",\"pn-prid\":\"$(tok 703)\"}"
+	expect_eq "pn-* fields: created" "$STATUS" 201
+	list_dev 1001
+	expect_eq "GET lists three devices" "$(jqb '.devices | length')" 3
+	expect_eq "oldest first" "$(jqb '.devices[0].device_id')" iphone-a
+	check "GET shows no full token" bash -c "! grep -qE '$a|$b|$c' <<<'$BODY'"
+	api R DELETE /v1/extensions/1001/devices/ipad "" "$KEY_REG"
+	expect_eq "DELETE device" "$STATUS" 204
+	api R DELETE /v1/extensions/1001/devices/ipad "" "$KEY_REG"
+	expect_eq "DELETE it again" "$STATUS" 404
+	expect_eq "404 code" "$(jqb .error.code)" not_found
+	expect_eq "two left" "$(n_devices 1001)" 2
+	api R DELETE /v1/extensions/1001 "" "$KEY_REG"
+	expect_eq "DELETE extension" "$STATUS" 204
+	expect_eq "none left" "$(n_devices 1001)" 0
+	api R DELETE /v1/extensions/1001 "" "$KEY_REG"
+	expect_eq "DELETE empty extension" "$STATUS" 404
+}
+
+t_token_moves_with_its_device() {
+	begin "the same token under a new device id or extension moves there"
+	local t; t=$(tok 710)
+	put_dev 2001 old "{\"provider\":\"apns\",\"token\":\"$t\",\"app\":\"phone\"}"
+	put_dev 2001 new "{\"provider\":\"apns\",\"token\":\"$t\",\"app\":\"phone\"}"
+	expect_eq "new device id: created" "$STATUS" 201
+	list_dev 2001
+	expect_eq "only the new id holds it" "$(jqb '[.devices[].device_id] | join(",")')" new
+	put_dev 2002 phone "{\"provider\":\"apns\",\"token\":\"$t\",\"app\":\"phone\"}"
+	expect_eq "old extension lost it" "$(n_devices 2001)" 0
+	expect_eq "new extension has it" "$(n_devices 2002)" 1
+}
+
+t_wake_by_extension_reaches_each_device_once() {
+	begin "a wake by extension reaches every device of it once"
+	local a b; a=$(tok 720); b=$(tok 721)
+	put_dev 3001 a "{\"provider\":\"apns\",\"token\":\"$a\",\"app\":\"phone\"}"
+	put_dev 3001 b "{\"contact\":\"<sip:3001@198.51.100.7;pn-provider=apns;pn-param=$PN.voip;pn-prid=$b>\"}"
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake "{\"extension\":\"3001\",\"devices\":[{\"provider\":\"apns\",\"token\":\"$a\",\"app\":\"phone\"}],\"call\":{\"id\":\"ext-call\"}}"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "results: the explicit device, then the extension's two" "$(jqb '.results | length')" 3
+	expect_eq "all sent" "$(jqb '[.results[].status] | unique | join(",")')" sent
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "APNs requests (the duplicate is pushed once)" "$(jq length <<<"$reqs")" 2
+	expect_eq "both tokens reached" "$(jq -r '[.[].token] | sort | join(",")' <<<"$reqs")" "$a,$b"
+	api R POST /v1/wake '{"extension":"no-such-ext","call":{"id":"x"}}'
+	expect_eq "unknown extension: 404" "$STATUS" 404
+	expect_eq "code" "$(jqb .error.code)" no_devices
+}
+
+t_dead_tokens_are_pruned() {
+	begin "Unregistered removes the device; the next wake does not push to it"
+	local dead live; dead=$(tok 730); live=$(tok 731)
+	put_dev 4001 dead "{\"provider\":\"apns\",\"token\":\"$dead\",\"app\":\"phone\"}"
+	put_dev 4001 live "{\"provider\":\"apns\",\"token\":\"$live\",\"app\":\"phone\"}"
+	sim_ctl A POST /script "{\"$dead\":[{\"status\":410,\"reason\":\"Unregistered\",\"timestamp\":$(( $(date +%s) * 1000 + 60000 ))}]}" >/dev/null
+	api R POST /v1/wake '{"extension":"4001","call":{"id":"p1"}}'
+	expect_eq "dead device: invalid_token" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .status')" invalid_token
+	expect_eq "dead device: removed" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .removed')" true
+	list_dev 4001
+	expect_eq "GET no longer lists it" "$(jqb '[.devices[].device_id] | join(",")')" live
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"4001","call":{"id":"p2"}}'
+	expect_eq "next wake: one device" "$(jqb '.results | length')" 1
+	expect_eq "nothing pushed to the dead token" "$(sim_ctl A GET /requests | jq --arg t "$dead" '[.[] | select(.token == $t)] | length')" 0
+	check "the removal is counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
+	check "the removal is logged with a redacted token" grep -q '"registry: removed a dead token".*"token":"0000…02da"' "$WORK/gw-R.log"
+}
+
+t_reregistered_device_survives_an_old_410() {
+	begin "a 410 older than the registration does not remove the device"
+	local t; t=$(tok 740)
+	put_dev 4101 phone "{\"provider\":\"apns\",\"token\":\"$t\",\"app\":\"phone\"}"
+	sim_ctl A POST /script "{\"$t\":[{\"status\":410,\"reason\":\"Unregistered\",\"timestamp\":1000}]}" >/dev/null
+	api R POST /v1/wake '{"extension":"4101","call":{"id":"old410"}}'
+	expect_eq "status" "$(jqb '.results[0].status')" invalid_token
+	expect_eq "not removed" "$(jqb '.results[0].removed')" false
+	expect_eq "still registered" "$(n_devices 4101)" 1
+}
+
+t_bad_requests_store_nothing() {
+	begin "bad ids, bodies, scopes and apps get the right error and store nothing"
+	local t; t=$(tok 750)
+	put_dev 5001 ok "{\"provider\":\"apns\",\"token\":\"$t\",\"app\":\"phone\"}"
+	put_dev "$(printf 'x%.0s' $(seq 1 129))" d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}"
+	expect_eq "extension too long" "$STATUS" 400
+	put_dev "50%2F01" d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}"
+	expect_eq "escaped slash in extension" "$STATUS" 400
+	check "message names the path" grep -q path <<<"$(jqb .error.message)"
+	put_dev 5001 "bad%20id" "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}"
+	expect_eq "space in device id" "$STATUS" 400
+	put_dev 5001 "bad%zzid" "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}"
+	expect_eq "bad escape" "$STATUS" 400
+	put_dev 5001 d '{"provider":"apns","token":'
+	expect_eq "malformed JSON" "$STATUS" 400
+	put_dev 5001 d '{"provider":"apns","token":"nothex","app":"phone"}'
+	expect_eq "non-hex token" "$STATUS" 400
+	check "message names token" grep -q token <<<"$(jqb .error.message)"
+	put_dev 5001 d "{\"contact\":\"<sip:5001@h;pn-provider=apns;pn-param=$PN.voip%26remote;pn-prid=$(tok 752)>\"}"
+	expect_eq "services and tokens that do not pair up" "$STATUS" 400
+	check "message names pn-prid" grep -q pn-prid <<<"$(jqb .error.message)"
+	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" "$KEY_WAKEONLY"
+	expect_eq "key without register scope" "$STATUS" 403
+	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" "$KEY_OTHER"
+	expect_eq "another app's key" "$STATUS" 403
+	api R DELETE /v1/extensions/5001/devices/ok "" "$KEY_OTHER"
+	expect_eq "another app's key cannot delete" "$STATUS" 403
+	api R DELETE /v1/extensions/5001 "" "$KEY_OTHER"
+	expect_eq "another app's key cannot delete the extension" "$STATUS" 403
+	list_dev 5001 "$KEY_OTHER"
+	expect_eq "another app's key sees none of phone's devices" "$(jqb '.devices | length')" 0
+	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" ""
+	expect_eq "no key" "$STATUS" 401
+	api R POST /v1/extensions/5001/devices/d "{}" "$KEY_REG"
+	expect_eq "POST on a device" "$STATUS" 405
+	list_dev 5001
+	expect_eq "still exactly the one good device" "$(jqb '[.devices[].device_id] | join(",")')" ok
+}
+
+t_registrations_survive_kill_9() {
+	begin "1,000 acknowledged registrations survive kill -9"
+	local cfg="$WORK/curl-reg.txt" i
+	: >"$cfg"
+	for i in $(seq 1 1000); do
+		[ "$i" = 1 ] || echo next >>"$cfg"
+		printf 'url = "http://127.0.0.1:%s/v1/extensions/k%d/devices/d%d"\nrequest = "PUT"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"provider\\":\\"apns\\",\\"token\\":\\"%064x\\",\\"app\\":\\"phone\\"}"\nwrite-out = "%%{http_code}\\n"\noutput = "/dev/null"\n' \
+			"$GW_PORT_R" $((i % 10)) "$i" "$KEY_REG" $((100000 + i)) >>"$cfg"
+	done
+	local codes; codes=$(curl -sS --no-progress-meter --parallel --parallel-max 16 --config "$cfg")
+	kill -9 "$GW_PID_R"
+	wait "$GW_PID_R" 2>/dev/null
+	expect_eq "1000 acknowledged with 201" "$(grep -c '^201$' <<<"$codes")" 1000
+	start_gw R "$WORK/reg.json" || { bad "restart failed"; return; }
+	local total=0 e
+	for e in 0 1 2 3 4 5 6 7 8 9; do total=$((total + $(n_devices "k$e"))); done
+	expect_eq "all 1000 found after restart" "$total" 1000
+	expect_eq "earlier registrations too" "$(n_devices 4001)" 1
+}
+
+t_crud_round_trips_for_each_form
+t_token_moves_with_its_device
+t_wake_by_extension_reaches_each_device_once
+t_dead_tokens_are_pruned
+t_reregistered_device_survives_an_old_410
+t_bad_requests_store_nothing
+t_registrations_survive_kill_9
+stop_gw R
+summary
