@@ -20,6 +20,7 @@
 
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
+#include "pushgw/ratelimit.h"
 #include "pushgw/util.h"
 #include "pushgw/wake.h"
 
@@ -57,6 +58,7 @@ struct http_api {
 	registry *reg;
 	atomic_bool draining;
 	atomic_int in_flight; /* suspended wakes */
+	ratelimit *limits;
 	int port;
 };
 
@@ -70,6 +72,7 @@ typedef struct request {
 	char *body;
 	size_t len, cap;
 	bool too_large;
+	char retry_after[12]; /* for a 429 */
 	pgw_wake *wake;
 	atomic_int wake_done;
 	int64_t started_us;
@@ -92,6 +95,8 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int statu
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, route_methods[r->route]);
 	if (status == 401)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (status == 429 && r->retry_after[0])
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, r->retry_after);
 	ret = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	snprintf(labels, sizeof labels, "route=\"%s\",status=\"%d\"", route_names[r->route], status);
@@ -335,7 +340,19 @@ static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 	enum MHD_Result ret = MHD_NO;
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_WAKE, &ret);
 
-	if (!key || !body_acceptable(c, r, &ret))
+	int wait_s = 1;
+	char msg[160];
+
+	if (!key)
+		return ret;
+	if (!ratelimit_take(api->limits, key->name, api->cfg->wakes_per_second_per_key, pgw_now_ms(),
+			    &wait_s)) {
+		snprintf(r->retry_after, sizeof r->retry_after, "%d", wait_s);
+		snprintf(msg, sizeof msg, "key \"%s\" is over %d wakes per second (limits.wakes_per_second_per_key); retry after %d s",
+			 key->name, api->cfg->wakes_per_second_per_key, wait_s);
+		return send_error(c, r, 429, "rate_limited", msg);
+	}
+	if (!body_acceptable(c, r, &ret))
 		return ret;
 	if (wake_parse(r->body ? r->body : "", r->len, api->cfg, key, api->reg,
 		       r->route == ROUTE_WAKE ? PGW_PUSH_CALL : PGW_PUSH_CANCEL, &r->wake, &err) != PGW_OK)
@@ -741,6 +758,12 @@ pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, regist
 	api->loop = loop;
 	api->up = up;
 	api->reg = reg;
+	if (ratelimit_new(&api->limits) != PGW_OK) {
+		free(cert);
+		free(key);
+		free(api);
+		return PGW_ENOMEM;
+	}
 	api->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, api,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -763,6 +786,7 @@ pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, regist
 	if (!api->daemon) {
 		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d", cfg->path, cfg->listen_host,
 			 cfg->listen_port);
+		ratelimit_free(api->limits);
 		free(api);
 		return PGW_ECONFIG;
 	}
@@ -789,6 +813,7 @@ void http_api_free(http_api *api)
 	if (!api)
 		return;
 	MHD_stop_daemon(api->daemon);
+	ratelimit_free(api->limits);
 	free(api);
 }
 
