@@ -56,6 +56,7 @@ struct http_api {
 	evloop *loop;
 	upstream *up;
 	registry *reg;
+	callbacks *cbs;
 	atomic_bool draining;
 	atomic_int in_flight; /* suspended wakes */
 	ratelimit *limits;
@@ -120,6 +121,16 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request *r, int stat
 	json_decref(root);
 	if (!body)
 		return MHD_NO;
+	return send_body(c, r, status, "application/json", body, strlen(body));
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, request *r, int status, json_t *doc)
+{
+	char *body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	json_decref(doc);
+	if (!body)
+		return send_error(c, r, 500, "internal_error", "out of memory");
 	return send_body(c, r, status, "application/json", body, strlen(body));
 }
 
@@ -249,12 +260,90 @@ static void on_wake_done(void *arg)
 	MHD_resume_connection(r->conn);
 }
 
-static void count_results(const request *r, const char *doc)
+/* An async wake: owned by this record from 202 until its callback body is made. */
+typedef struct async_wake {
+	http_api *api;
+	pgw_wake *wake;
+	route route;
+	int64_t started_us;
+	int64_t deadline_ms;
+	const char *secret;
+} async_wake;
+
+static void count_results(route rt, const char *doc);
+static void record_wake(route rt, int64_t started_us);
+
+/* Callback thread: prune, render, count, then hand the body to the sender. */
+static bool async_prepare(void *arg, char **body, size_t *len)
+{
+	async_wake *aw = arg;
+	char *doc;
+
+	wake_apply_results(aw->wake, aw->api->reg);
+	doc = wake_response_json(aw->wake, len);
+	if (doc) {
+		wake_log(aw->wake);
+		count_results(aw->route, doc);
+		record_wake(aw->route, aw->started_us);
+	}
+	atomic_fetch_sub(&aw->api->in_flight, 1);
+	wake_free(aw->wake);
+	free(aw);
+	*body = doc;
+	return doc != NULL;
+}
+
+/* Loop thread: every device is final; queue the callback. */
+static void on_async_wake_done(void *arg)
+{
+	async_wake *aw = arg;
+
+	if (callbacks_submit(aw->api->cbs, wake_callback_url(aw->wake), aw->secret, async_prepare, aw,
+			     aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
+		char *body = NULL;
+		size_t len = 0;
+		if (async_prepare(aw, &body, &len))
+			free(body);
+	}
+}
+
+static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, const pgw_api_key *key)
+{
+	http_api *api = r->api;
+	async_wake *aw;
+	json_t *doc;
+
+	if (!api->cbs)
+		return send_error(c, r, 400, "invalid_request", "callback_url: callbacks are not available");
+	aw = calloc(1, sizeof *aw);
+	if (!aw)
+		return send_error(c, r, 500, "internal_error", "out of memory");
+	aw->api = api;
+	aw->wake = r->wake;
+	aw->route = r->route;
+	aw->started_us = r->started_us;
+	aw->secret = key->callback_secret;
+	aw->deadline_ms = pgw_now_ms() + wake_result_ttl_ms(r->wake);
+	doc = json_pack("{s:s}", "id", wake_id(r->wake));
+	r->wake = NULL; /* the async record owns it now */
+	atomic_fetch_add(&api->in_flight, 1);
+	if (wake_start(aw->wake, api->loop, api->up, on_async_wake_done, aw) != PGW_OK) {
+		char *body = NULL;
+		size_t len = 0;
+		json_decref(doc);
+		if (async_prepare(aw, &body, &len))
+			free(body);
+		return send_error(c, r, 500, "internal_error", "could not start the wake");
+	}
+	return send_json(c, r, 202, doc);
+}
+
+static void count_results(route rt, const char *doc)
 {
 	json_t *root = json_loads(doc, 0, NULL), *res;
 	size_t i;
 	char labels[160];
-	const char *kind = r->route == ROUTE_WAKE ? "wake" : "cancel";
+	const char *kind = rt == ROUTE_WAKE ? "wake" : "cancel";
 
 	json_array_foreach(json_object_get(root, "results"), i, res) {
 		snprintf(labels, sizeof labels, "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\"", kind,
@@ -270,7 +359,6 @@ static enum MHD_Result finish_wake(struct MHD_Connection *c, request *r)
 {
 	size_t len = 0;
 	char *doc;
-	char labels[64];
 
 	wake_apply_results(r->wake, r->api->reg);
 	doc = wake_response_json(r->wake, &len);
@@ -279,12 +367,17 @@ static enum MHD_Result finish_wake(struct MHD_Connection *c, request *r)
 	if (!doc)
 		return send_error(c, r, 500, "internal_error", "out of memory");
 	wake_log(r->wake);
-	count_results(r, doc);
-	snprintf(labels, sizeof labels, "kind=\"%s\"", r->route == ROUTE_WAKE ? "wake" : "cancel");
-	metrics_count("pushgw_wakes_total", labels, 1);
-	metrics_observe("pushgw_wake_duration_seconds", labels,
-			(double)(pgw_now_us() - r->started_us) / 1e6);
+	count_results(r->route, doc);
+	record_wake(r->route, r->started_us);
 	return send_body(c, r, 200, "application/json", doc, len);
+}
+
+static void record_wake(route rt, int64_t started_us)
+{
+	const char *labels = rt == ROUTE_WAKE ? "kind=\"wake\"" : "kind=\"cancel\"";
+
+	metrics_count("pushgw_wakes_total", labels, 1);
+	metrics_observe("pushgw_wake_duration_seconds", labels, (double)(pgw_now_us() - started_us) / 1e6);
 }
 
 static bool is_json_type(struct MHD_Connection *c)
@@ -357,6 +450,8 @@ static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 	if (wake_parse(r->body ? r->body : "", r->len, api->cfg, key, api->reg,
 		       r->route == ROUTE_WAKE ? PGW_PUSH_CALL : PGW_PUSH_CANCEL, &r->wake, &err) != PGW_OK)
 		return send_error(c, r, err.status, err.code, err.message);
+	if (wake_callback_url(r->wake))
+		return start_async_wake(c, r, key);
 	atomic_fetch_add(&api->in_flight, 1);
 	MHD_suspend_connection(c);
 	if (wake_start(r->wake, api->loop, api->up, on_wake_done, r) != PGW_OK) {
@@ -405,15 +500,6 @@ static json_t *device_json(const registry_device *d, const pgw_config *cfg)
 	return o;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, request *r, int status, json_t *doc)
-{
-	char *body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-	json_decref(doc);
-	if (!body)
-		return send_error(c, r, 500, "internal_error", "out of memory");
-	return send_body(c, r, status, "application/json", body, strlen(body));
-}
 
 static enum MHD_Result registry_failed(struct MHD_Connection *c, request *r, pgw_err rc)
 {
@@ -720,9 +806,9 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
-pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, registry *reg,
-		       http_api **out, char *err, size_t errlen)
+pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, size_t errlen)
 {
+	const pgw_config *cfg = deps->cfg;
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG;
@@ -755,9 +841,10 @@ pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, regist
 		return PGW_ENOMEM;
 	}
 	api->cfg = cfg;
-	api->loop = loop;
-	api->up = up;
-	api->reg = reg;
+	api->loop = deps->loop;
+	api->up = deps->up;
+	api->reg = deps->reg;
+	api->cbs = deps->cbs;
 	if (ratelimit_new(&api->limits) != PGW_OK) {
 		free(cert);
 		free(key);

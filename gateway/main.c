@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pushgw/callback.h"
 #include "pushgw/config.h"
 #include "pushgw/evloop.h"
 #include "pushgw/http_api.h"
@@ -126,7 +127,9 @@ static int run(const char *path)
 	evloop *loop = NULL;
 	upstream *up = NULL;
 	registry *reg = NULL;
+	callbacks *cbs = NULL;
 	http_api *api = NULL;
+	http_api_deps deps;
 	char err[512];
 	sigset_t set;
 	int status = 1, sig;
@@ -162,7 +165,12 @@ static int run(const char *path)
 		fprintf(stderr, "pushgw: cannot start the event loop\n");
 		goto out;
 	}
-	if (http_api_start(cfg, loop, up, reg, &api, err, sizeof err) != PGW_OK) {
+	if (callbacks_new(cfg->upstream_ca_file, &cbs) != PGW_OK) {
+		fprintf(stderr, "pushgw: cannot start the callback sender\n");
+		goto out;
+	}
+	deps = (http_api_deps){cfg, loop, up, reg, cbs};
+	if (http_api_start(&deps, &api, err, sizeof err) != PGW_OK) {
 		fprintf(stderr, "pushgw: %s\n", err);
 		goto out;
 	}
@@ -182,6 +190,7 @@ out:
 	if (api)
 		http_api_drain(api, 2000);
 	http_api_free(api);
+	callbacks_free(cbs);
 	registry_close(reg);
 	evloop_free(loop);
 	if (status == 0)

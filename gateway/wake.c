@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushgw/callback.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/payload.h"
@@ -27,6 +28,7 @@ struct pgw_wake {
 	pgw_call call;
 	int ttl_s;
 	int timeout_ms;
+	const char *callback_url; /* into doc */
 	pgw_target *targets; /* one per requested device, request order, then the extension's */
 	size_t n_targets, cap_targets;
 	size_t *push_of;     /* targets[i] is served by pushes[push_of[i]] */
@@ -321,8 +323,19 @@ pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pg
 		goto out;
 	cb = json_object_get(w->doc, "callback_url");
 	if (cb && !json_is_null(cb)) {
-		rc = fail(err, 400, "invalid_request", "callback_url: not supported by this version; omit it to get the results in the response");
-		goto out;
+		char why[128];
+		if (!json_is_string(cb) || !callback_url_valid(json_string_value(cb), why, sizeof why)) {
+			rc = fail(err, 400, "invalid_request", "callback_url: %s",
+				  json_is_string(cb) ? why : "expected a string");
+			goto out;
+		}
+		if (!key || !key->callback_secret) {
+			rc = fail(err, 400, "invalid_request",
+				  "callback_url: key \"%s\" has no callback_secret to sign callbacks with (api_keys[].callback_secret)",
+				  key ? key->name : "");
+			goto out;
+		}
+		w->callback_url = json_string_value(cb);
 	}
 	if ((rc = parse_devices(w, w->doc, cfg, key, reg, err)) != PGW_OK)
 		goto out;
@@ -459,6 +472,18 @@ void wake_apply_results(pgw_wake *w, registry *reg)
 const char *wake_id(const pgw_wake *w)
 {
 	return w->id;
+}
+
+const char *wake_callback_url(const pgw_wake *w)
+{
+	return w->callback_url;
+}
+
+int64_t wake_result_ttl_ms(const pgw_wake *w)
+{
+	int64_t ttl = (int64_t)w->ttl_s * 1000, floor = (int64_t)w->timeout_ms + 1000;
+
+	return ttl > floor ? ttl : floor;
 }
 
 void wake_log(const pgw_wake *w)

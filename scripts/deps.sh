@@ -6,8 +6,8 @@ set -euo pipefail
 quiet=0; [ "${1:-}" = "--quiet" ] && { quiet=1; shift; }
 what=${1:-test}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libnghttp2-dev libssl-dev
-      libjansson-dev libjwt-dev libsqlite3-dev)
-[ "$what" = test ] && pkgs+=(curl openssl jq valgrind nghttp2-server nghttp2-client)
+      libjansson-dev libjwt-dev libsqlite3-dev libcurl4-openssl-dev)
+[ "$what" = test ] && pkgs+=(curl openssl jq python3 valgrind nghttp2-server nghttp2-client)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

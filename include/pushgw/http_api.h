@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "pushgw/callback.h"
 #include "pushgw/config.h"
 #include "pushgw/err.h"
 #include "pushgw/evloop.h"
@@ -16,14 +17,22 @@
 
 typedef struct http_api http_api;
 
-/* Start listening on cfg->listen_host:listen_port. The config, loop,
- * upstream and registry (may be NULL) must outlive the API. Caller frees with
+/* What the API works with; everything must outlive the API. */
+typedef struct http_api_deps {
+	const pgw_config *cfg;
+	evloop *loop;
+	upstream *up;
+	registry *reg;   /* NULL: registry routes answer 503 */
+	callbacks *cbs;  /* NULL: callback_url is refused */
+} http_api_deps;
+
+/* Start listening on cfg->listen_host:listen_port. Caller frees with
  * http_api_free(). */
-pgw_err http_api_start(const pgw_config *cfg, evloop *loop, upstream *up, registry *reg,
-		       http_api **out, char *errbuf, size_t errlen);
+pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *errbuf, size_t errlen);
 
 /* Stop taking new requests (they get 503 shutting_down, /readyz 503) and wait
- * up to grace_ms for in-flight wakes. Returns true when none is left. */
+ * up to grace_ms for in-flight wakes (async ones until their result is
+ * handed to the callback queue). Returns true when none is left. */
 bool http_api_drain(http_api *api, int grace_ms);
 
 /* Stops the daemon (in-flight requests are cut). Accepts NULL. */

@@ -53,6 +53,13 @@ char *wake_response_json(const pgw_wake *w, size_t *len);
 /* "w_<ULID>" */
 const char *wake_id(const pgw_wake *w);
 
+/* The request's callback_url (already validated), or NULL. */
+const char *wake_callback_url(const pgw_wake *w);
+
+/* How long the result is worth delivering: the wake's ttl (ms), at least its
+ * timeout_ms plus a second so a callback gets one attempt. */
+int64_t wake_result_ttl_ms(const pgw_wake *w);
+
 /* Log one line for the finished wake (id, call id, per-device outcomes). */
 void wake_log(const pgw_wake *w);
 

@@ -99,7 +99,7 @@ write_config() {
 		--arg hx "$hx" --arg db "$WORK/pushgw-$(basename "$file" .json).db" '{
 	  listen: "127.0.0.1:0",
 	  api_keys: [
-	    {name: "pbx", key: $hw, scopes: ["wake", "register"]},
+	    {name: "pbx", key: $hw, scopes: ["wake", "register"], callback_secret: "cb-secret-for-tests"},
 	    {name: "registrar", key: $hr, scopes: ["register"]},
 	    {name: "other-tenant", key: $ho, scopes: ["wake", "register"], apps: ["other"]},
 	    {name: "wake-only", key: $hx, scopes: ["wake"]}
