@@ -3,7 +3,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         build-essential pkg-config libmicrohttpd-dev libnghttp2-dev libssl-dev \
-        libjansson-dev libjwt-dev libsqlite3-dev ca-certificates \
+        libjansson-dev libjwt-dev libsqlite3-dev libcurl4-openssl-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -15,7 +15,7 @@ RUN make -j"$(nproc)" build/pushgw
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends \
-        libmicrohttpd12 libnghttp2-14 libssl3 libjansson4 libjwt0 libsqlite3-0 \
+        libmicrohttpd12 libnghttp2-14 libssl3 libjansson4 libjwt0 libsqlite3-0 libcurl4 \
         ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /var/lib/pushgw --create-home pushgw
