@@ -18,6 +18,7 @@ struct apns_cred {
 	int64_t signed_at_s;
 	uint64_t generation;
 	uint64_t signatures;
+	int refs;
 };
 
 static pgw_err cred_sign(apns_cred *cred, int64_t now_s)
@@ -74,6 +75,7 @@ pgw_err apns_cred_new(const pgw_apns_conf *conf, apns_cred **out)
 		return PGW_ENOMEM;
 	}
 	cred->key_len = strlen(cred->key_pem);
+	cred->refs = 1;
 	rc = cred_sign(cred, pgw_wall_ms() / 1000);
 	if (rc != PGW_OK) {
 		apns_cred_free(cred);
@@ -83,9 +85,21 @@ pgw_err apns_cred_new(const pgw_apns_conf *conf, apns_cred **out)
 	return PGW_OK;
 }
 
+apns_cred *apns_cred_ref(apns_cred *cred)
+{
+	cred->refs++;
+	return cred;
+}
+
+bool apns_cred_matches(const apns_cred *cred, const pgw_apns_conf *conf)
+{
+	return conf->team_id && conf->key_id && conf->key_pem && strcmp(cred->team_id, conf->team_id) == 0 &&
+	       strcmp(cred->key_id, conf->key_id) == 0 && strcmp(cred->key_pem, conf->key_pem) == 0;
+}
+
 void apns_cred_free(apns_cred *cred)
 {
-	if (!cred)
+	if (!cred || --cred->refs > 0)
 		return;
 	free(cred->team_id);
 	free(cred->key_id);

@@ -32,6 +32,7 @@ struct fcm_auth {
 	uint64_t generation;
 	uint64_t fetches;
 	bool fetching;
+	bool freed;   /* freed while a fetch was in flight: its answer frees */
 	int64_t retry_ms;
 	waiter *waiters, **waiters_tail;
 	evloop_timer *refresh_timer;
@@ -149,6 +150,10 @@ static void on_token_response(void *arg, const h2_response *resp)
 	fcm_auth *auth = arg;
 
 	auth->fetching = false;
+	if (auth->freed) {
+		free(auth);
+		return;
+	}
 	if (resp->result == H2_OK && resp->status == 200 && take_token(auth, resp)) {
 		auth->retry_ms = 0;
 		pgw_log(PGW_LOG_INFO, "fcm access token fetched", "client_email", auth->conf->client_email, NULL);
@@ -255,6 +260,11 @@ void fcm_auth_free(fcm_auth *auth)
 	snprintf(auth->last_error, sizeof auth->last_error, "shutting down");
 	notify_fire(auth);
 	free(auth->path);
+	/* the pool still holds a fetch pointing here: its answer frees us */
+	if (auth->fetching) {
+		auth->freed = true;
+		return;
+	}
 	free(auth);
 }
 

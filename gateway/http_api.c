@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,11 +51,27 @@ static const char *const route_methods[] = {"", "POST", "POST", "PUT, DELETE", "
 
 #define ID_MAX 128
 
+/* One loaded config and the upstream built for it. Requests hold a reference
+ * from their first byte to their answer (async wakes: until their callback
+ * body is made), so a reload never pulls a config from under a request; the
+ * last reference to a replaced generation frees it on the loop thread. */
+typedef struct generation {
+	const pgw_config *cfg;
+	upstream *up;
+	atomic_int refs; /* requests + 1 while current */
+	struct generation *next; /* all generations, for shutdown */
+	http_api *api;
+} generation;
+
 struct http_api {
 	struct MHD_Daemon *daemon;
-	const pgw_config *cfg;
+	const pgw_config *cfg; /* the first config: listen address, TLS, limits of the daemon */
+	pthread_mutex_t gen_lock;
+	generation *current;
+	generation *all;
+	http_api_retire_fn retire;
+	void *retire_arg;
 	evloop *loop;
-	upstream *up;
 	registry *reg;
 	callbacks *cbs;
 	atomic_bool draining;
@@ -65,6 +82,7 @@ struct http_api {
 
 typedef struct request {
 	http_api *api;
+	generation *gen; /* config + upstream this request uses */
 	struct MHD_Connection *conn;
 	route route;
 	bool bad_path;           /* an id in the path is not valid */
@@ -78,6 +96,41 @@ typedef struct request {
 	atomic_int wake_done;
 	int64_t started_us;
 } request;
+
+static generation *gen_acquire(http_api *api)
+{
+	generation *g;
+
+	pthread_mutex_lock(&api->gen_lock);
+	g = api->current;
+	atomic_fetch_add(&g->refs, 1);
+	pthread_mutex_unlock(&api->gen_lock);
+	return g;
+}
+
+static void gen_unlink(http_api *api, generation *g)
+{
+	generation **pp;
+
+	pthread_mutex_lock(&api->gen_lock);
+	for (pp = &api->all; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&api->gen_lock);
+}
+
+static void gen_release(generation *g)
+{
+	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+		return;
+	/* the last user of a replaced generation: hand it back to its owner */
+	gen_unlink(g->api, g);
+	g->api->retire(g->api->retire_arg, g->cfg, g->up);
+	free(g);
+}
 
 static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int status,
 				 const char *ctype, char *body, size_t len)
@@ -226,7 +279,13 @@ static const pgw_api_key *authenticate(const pgw_config *cfg, struct MHD_Connect
 static enum MHD_Result serve_metrics(struct MHD_Connection *c, request *r)
 {
 	size_t len = 0;
-	char *text = metrics_render(&len);
+	uint64_t devices = 0;
+	char *text;
+
+	if (r->api->reg && registry_count(r->api->reg, &devices) == PGW_OK)
+		metrics_gauge("pushgw_registry_devices", "", (double)devices);
+	metrics_gauge("pushgw_wakes_in_flight", "", atomic_load(&r->api->in_flight));
+	text = metrics_render(&len);
 
 	if (!text)
 		return MHD_NO;
@@ -263,6 +322,7 @@ static void on_wake_done(void *arg)
 /* An async wake: owned by this record from 202 until its callback body is made. */
 typedef struct async_wake {
 	http_api *api;
+	generation *gen;
 	pgw_wake *wake;
 	route route;
 	int64_t started_us;
@@ -288,6 +348,7 @@ static bool async_prepare(void *arg, char **body, size_t *len)
 	}
 	atomic_fetch_sub(&aw->api->in_flight, 1);
 	wake_free(aw->wake);
+	gen_release(aw->gen);
 	free(aw);
 	*body = doc;
 	return doc != NULL;
@@ -319,6 +380,8 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	if (!aw)
 		return send_error(c, r, 500, "internal_error", "out of memory");
 	aw->api = api;
+	aw->gen = r->gen;
+	atomic_fetch_add(&aw->gen->refs, 1);
 	aw->wake = r->wake;
 	aw->route = r->route;
 	aw->started_us = r->started_us;
@@ -327,7 +390,7 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	doc = json_pack("{s:s}", "id", wake_id(r->wake));
 	r->wake = NULL; /* the async record owns it now */
 	atomic_fetch_add(&api->in_flight, 1);
-	if (wake_start(aw->wake, api->loop, api->up, on_async_wake_done, aw) != PGW_OK) {
+	if (wake_start(aw->wake, api->loop, aw->gen->up, on_async_wake_done, aw) != PGW_OK) {
 		char *body = NULL;
 		size_t len = 0;
 		json_decref(doc);
@@ -342,15 +405,24 @@ static void count_results(route rt, const char *doc)
 {
 	json_t *root = json_loads(doc, 0, NULL), *res;
 	size_t i;
-	char labels[160];
+	char labels[256];
 	const char *kind = rt == ROUTE_WAKE ? "wake" : "cancel";
 
 	json_array_foreach(json_object_get(root, "results"), i, res) {
-		snprintf(labels, sizeof labels, "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\"", kind,
-			 json_string_value(json_object_get(res, "provider")),
-			 json_string_value(json_object_get(res, "app")),
-			 json_string_value(json_object_get(res, "status")));
+		const char *provider = json_string_value(json_object_get(res, "provider"));
+		const char *app = json_string_value(json_object_get(res, "app"));
+		const char *reason = json_string_value(json_object_get(res, "reason"));
+		json_t *lat = json_object_get(res, "latency_ms");
+
+		snprintf(labels, sizeof labels,
+			 "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\",reason=\"%s\"", kind,
+			 provider, app, json_string_value(json_object_get(res, "status")),
+			 reason ? reason : "");
 		metrics_count("pushgw_pushes_total", labels, 1);
+		if (json_is_number(lat)) {
+			snprintf(labels, sizeof labels, "provider=\"%s\",app=\"%s\"", provider, app);
+			metrics_observe("pushgw_upstream_latency_seconds", labels, json_number_value(lat) / 1000.0);
+		}
 	}
 	json_decref(root);
 }
@@ -392,7 +464,7 @@ static bool is_json_type(struct MHD_Connection *c)
 static const pgw_api_key *require_key(struct MHD_Connection *c, request *r, unsigned scope,
 				      enum MHD_Result *ret)
 {
-	const pgw_api_key *key = authenticate(r->api->cfg, c);
+	const pgw_api_key *key = authenticate(r->gen->cfg, c);
 	char msg[160];
 
 	if (!key) {
@@ -415,7 +487,7 @@ static bool body_acceptable(struct MHD_Connection *c, request *r, enum MHD_Resul
 
 	if (r->too_large) {
 		snprintf(msg, sizeof msg, "body: larger than %zu bytes (limits.max_body_bytes)",
-			 r->api->cfg->max_body_bytes);
+			 r->gen->cfg->max_body_bytes);
 		*ret = send_error(c, r, 413, "body_too_large", msg);
 		return false;
 	}
@@ -438,23 +510,23 @@ static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 
 	if (!key)
 		return ret;
-	if (!ratelimit_take(api->limits, key->name, api->cfg->wakes_per_second_per_key, pgw_now_ms(),
+	if (!ratelimit_take(api->limits, key->name, r->gen->cfg->wakes_per_second_per_key, pgw_now_ms(),
 			    &wait_s)) {
 		snprintf(r->retry_after, sizeof r->retry_after, "%d", wait_s);
 		snprintf(msg, sizeof msg, "key \"%s\" is over %d wakes per second (limits.wakes_per_second_per_key); retry after %d s",
-			 key->name, api->cfg->wakes_per_second_per_key, wait_s);
+			 key->name, r->gen->cfg->wakes_per_second_per_key, wait_s);
 		return send_error(c, r, 429, "rate_limited", msg);
 	}
 	if (!body_acceptable(c, r, &ret))
 		return ret;
-	if (wake_parse(r->body ? r->body : "", r->len, api->cfg, key, api->reg,
+	if (wake_parse(r->body ? r->body : "", r->len, r->gen->cfg, key, api->reg,
 		       r->route == ROUTE_WAKE ? PGW_PUSH_CALL : PGW_PUSH_CANCEL, &r->wake, &err) != PGW_OK)
 		return send_error(c, r, err.status, err.code, err.message);
 	if (wake_callback_url(r->wake))
 		return start_async_wake(c, r, key);
 	atomic_fetch_add(&api->in_flight, 1);
 	MHD_suspend_connection(c);
-	if (wake_start(r->wake, api->loop, api->up, on_wake_done, r) != PGW_OK) {
+	if (wake_start(r->wake, api->loop, r->gen->up, on_wake_done, r) != PGW_OK) {
 		/* could not reach the loop: answer now instead of hanging */
 		atomic_store(&r->wake_done, -1);
 		MHD_resume_connection(c);
@@ -519,7 +591,7 @@ static bool app_allowed(const pgw_config *cfg, const pgw_api_key *key, const cha
 static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 {
 	http_api *api = r->api;
-	const pgw_config *cfg = api->cfg;
+	const pgw_config *cfg = r->gen->cfg;
 	enum MHD_Result ret = MHD_NO;
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
 	registry_device *stored = NULL;
@@ -564,7 +636,7 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 
 static enum MHD_Result serve_devices_get(struct MHD_Connection *c, request *r, const pgw_api_key *key)
 {
-	const pgw_config *cfg = r->api->cfg;
+	const pgw_config *cfg = r->gen->cfg;
 	registry_device *devs = NULL;
 	json_t *list = json_array();
 	size_t i, n = 0;
@@ -590,7 +662,7 @@ static enum MHD_Result serve_device_delete(struct MHD_Connection *c, request *r,
 		return send_error(c, r, 404, "not_found", "no such device under this extension");
 	if (rc != PGW_OK)
 		return registry_failed(c, r, rc);
-	if (!app_allowed(r->api->cfg, key, d->app)) {
+	if (!app_allowed(r->gen->cfg, key, d->app)) {
 		registry_devices_free(d, 1);
 		return send_error(c, r, 403, "forbidden", "this device belongs to an app the key may not use");
 	}
@@ -614,7 +686,7 @@ static enum MHD_Result serve_extension_delete(struct MHD_Connection *c, request 
 	if (rc != PGW_OK)
 		return registry_failed(c, r, rc);
 	for (i = 0; i < n; i++)
-		if (!app_allowed(r->api->cfg, key, devs[i].app))
+		if (!app_allowed(r->gen->cfg, key, devs[i].app))
 			allowed = false;
 	registry_devices_free(devs, n);
 	if (n == 0)
@@ -713,7 +785,7 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 	if (!takes_body(r->route, method))
 		return serve_registry(c, r);
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	if (cl && strtoull(cl, NULL, 10) > api->cfg->max_body_bytes)
+	if (cl && strtoull(cl, NULL, 10) > r->gen->cfg->max_body_bytes)
 		r->too_large = true; /* answered once the body is drained */
 	return MHD_YES;
 }
@@ -730,6 +802,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		if (!r)
 			return MHD_NO;
 		r->api = api;
+		r->gen = gen_acquire(api);
 		r->conn = c;
 		r->started_us = pgw_now_us();
 		r->route = route_of(url, r);
@@ -742,7 +815,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return finish_wake(c, r);
 	}
 	if (*upload_size > 0) {
-		if (!append_body(r, upload, *upload_size, api->cfg->max_body_bytes))
+		if (!append_body(r, upload, *upload_size, r->gen->cfg->max_body_bytes))
 			return MHD_NO;
 		*upload_size = 0;
 		return MHD_YES;
@@ -760,6 +833,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	if (!r)
 		return;
 	wake_free(r->wake);
+	gen_release(r->gen);
 	free(r->body);
 	free(r);
 	*ctx = NULL;
@@ -842,7 +916,21 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 	}
 	api->cfg = cfg;
 	api->loop = deps->loop;
-	api->up = deps->up;
+	api->retire = deps->retire;
+	api->retire_arg = deps->retire_arg;
+	pthread_mutex_init(&api->gen_lock, NULL);
+	api->current = calloc(1, sizeof *api->current);
+	if (!api->current) {
+		free(cert);
+		free(key);
+		free(api);
+		return PGW_ENOMEM;
+	}
+	api->current->cfg = cfg;
+	api->current->up = deps->up;
+	api->current->api = api;
+	atomic_store(&api->current->refs, 1);
+	api->all = api->current;
 	api->reg = deps->reg;
 	api->cbs = deps->cbs;
 	if (ratelimit_new(&api->limits) != PGW_OK) {
@@ -874,6 +962,7 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d", cfg->path, cfg->listen_host,
 			 cfg->listen_port);
 		ratelimit_free(api->limits);
+		free(api->current);
 		free(api);
 		return PGW_ECONFIG;
 	}
@@ -895,12 +984,52 @@ bool http_api_drain(http_api *api, int grace_ms)
 	return atomic_load(&api->in_flight) == 0;
 }
 
+void http_api_swap(http_api *api, const pgw_config *cfg, upstream *up)
+{
+	generation *g = calloc(1, sizeof *g), *old;
+
+	if (!g) {
+		api->retire(api->retire_arg, cfg, up);
+		return;
+	}
+	g->cfg = cfg;
+	g->up = up;
+	g->api = api;
+	atomic_store(&g->refs, 1);
+	pthread_mutex_lock(&api->gen_lock);
+	old = api->current;
+	api->current = g;
+	g->next = api->all;
+	api->all = g;
+	pthread_mutex_unlock(&api->gen_lock);
+	gen_release(old);
+}
+
+void http_api_each_upstream(http_api *api, void (*fn)(upstream *up))
+{
+	generation *g;
+
+	pthread_mutex_lock(&api->gen_lock);
+	for (g = api->all; g; g = g->next)
+		fn(g->up);
+	pthread_mutex_unlock(&api->gen_lock);
+}
+
 void http_api_free(http_api *api)
 {
+	generation *g, *next;
+
 	if (!api)
 		return;
 	MHD_stop_daemon(api->daemon);
 	ratelimit_free(api->limits);
+	/* every request is gone: hand back whatever generations remain */
+	for (g = api->all; g; g = next) {
+		next = g->next;
+		api->retire(api->retire_arg, g->cfg, g->up);
+		free(g);
+	}
+	pthread_mutex_destroy(&api->gen_lock);
 	free(api);
 }
 

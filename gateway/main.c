@@ -2,6 +2,8 @@
  * and the signal loop. Signals are blocked in every thread and taken here
  * with sigwait(), so handlers never run inside library code. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "pushgw/callback.h"
 #include "pushgw/config.h"
 #include "pushgw/evloop.h"
+#include "pushgw/h2pool.h"
 #include "pushgw/http_api.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
@@ -92,6 +95,18 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_wakes_total", "counter", "Wakes and cancels answered.");
 	metrics_describe("pushgw_pushes_total", "counter", "Per-device push results by provider, app and status.");
 	metrics_describe("pushgw_wake_duration_seconds", "histogram", "Time from request to answer of a wake.");
+	metrics_describe("pushgw_upstream_latency_seconds", "histogram", "Time from first send to APNs/FCM to its final answer, per push.");
+	metrics_describe("pushgw_upstream_connections", "gauge", "Open, ready HTTP/2 connections to APNs, FCM and OAuth.");
+	metrics_describe("pushgw_upstream_streams_active", "gauge", "HTTP/2 streams in flight upstream.");
+	metrics_describe("pushgw_upstream_queued", "gauge", "Upstream requests waiting for a free stream.");
+	metrics_describe("pushgw_upstream_tls_handshakes_total", "counter", "TLS handshakes completed with APNs, FCM and OAuth.");
+	metrics_describe("pushgw_token_refreshes_total", "counter", "APNs provider tokens signed and FCM OAuth tokens fetched.");
+	metrics_describe("pushgw_registry_devices", "gauge", "Devices in the registry.");
+	metrics_describe("pushgw_registry_pruned_total", "counter", "Registrations removed because the service called the token dead.");
+	metrics_describe("pushgw_registrations_total", "counter", "Device registrations by result (created, replaced).");
+	metrics_describe("pushgw_wakes_in_flight", "gauge", "Wakes waiting for upstream answers.");
+	metrics_describe("pushgw_callbacks_total", "counter", "Result callbacks by outcome (delivered, failed).");
+	metrics_describe("pushgw_callback_retries_total", "counter", "Result callback attempts that will be retried.");
 }
 
 static void log_startup(const pgw_config *cfg, int port)
@@ -105,8 +120,132 @@ static void log_startup(const pgw_config *cfg, int port)
 		"config", cfg->path, "apps", napps, "api_keys", nkeys, "version", PUSHGW_VERSION, NULL);
 }
 
+/* The running gateway's parts; main's own, passed by pointer. */
+typedef struct gateway {
+	const char *path;
+	evloop *loop;
+	h2pool *pool;
+	registry *reg;
+	callbacks *cbs;
+	http_api *api;
+	const pgw_config *cfg; /* the current one */
+	upstream *up;          /* built for cfg */
+	atomic_bool loop_running;
+} gateway;
+
+typedef struct retired {
+	const pgw_config *cfg;
+	upstream *up;
+} retired;
+
+static void retired_free(void *arg)
+{
+	retired *r = arg;
+
+	upstream_free(r->up);
+	config_free((pgw_config *)r->cfg);
+	free(r);
+}
+
+/* A config and upstream no request uses any more: free them on the loop
+ * thread (the upstream's timers live there), or here once it stopped. */
+static void retire(void *arg, const pgw_config *cfg, upstream *up)
+{
+	gateway *gw = arg;
+	retired *r = calloc(1, sizeof *r);
+
+	if (!r)
+		return; /* leak rather than free under the loop's feet */
+	r->cfg = cfg;
+	r->up = up;
+	if (atomic_load(&gw->loop_running) && evloop_post(gw->loop, retired_free, r) == PGW_OK)
+		return;
+	retired_free(r);
+}
+
+/* A reload builds the new upstream on the loop thread (it shares the pool
+ * and takes over the running provider tokens); main waits for it. */
+typedef struct rebuild {
+	gateway *gw;
+	const pgw_config *cfg;
+	upstream *up;
+	pgw_err rc;
+	char err[512];
+	pthread_mutex_t lock;
+	pthread_cond_t done_cv;
+	bool done;
+} rebuild;
+
+static void rebuild_on_loop(void *arg)
+{
+	rebuild *rb = arg;
+
+	rb->rc = upstream_new(rb->cfg, rb->gw->loop, rb->gw->pool, rb->gw->up, &rb->up, rb->err,
+			      sizeof rb->err);
+	pthread_mutex_lock(&rb->lock);
+	rb->done = true;
+	pthread_cond_signal(&rb->done_cv);
+	pthread_mutex_unlock(&rb->lock);
+}
+
+static void warn_unapplied(const pgw_config *old, const pgw_config *now)
+{
+	static const char restart[] = "changed in the config but applied only at restart";
+
+	if (strcmp(old->listen_host, now->listen_host) != 0 || old->listen_port != now->listen_port ||
+	    old->tls_enabled != now->tls_enabled)
+		pgw_log(PGW_LOG_WARN, restart, "field", "listen/tls", NULL);
+	if ((old->registry_path == NULL) != (now->registry_path == NULL) ||
+	    (old->registry_path && strcmp(old->registry_path, now->registry_path) != 0))
+		pgw_log(PGW_LOG_WARN, restart, "field", "registry", NULL);
+	if ((old->upstream_ca_file == NULL) != (now->upstream_ca_file == NULL) ||
+	    (old->upstream_ca_file && strcmp(old->upstream_ca_file, now->upstream_ca_file) != 0) ||
+	    old->upstream_ping_interval_s != now->upstream_ping_interval_s)
+		pgw_log(PGW_LOG_WARN, restart, "field", "upstream.ca_file/ping_interval_s", NULL);
+}
+
+/* SIGHUP: a broken new config is refused with a log line and the old one
+ * keeps serving; a good one takes effect for new requests. */
+static void reload(gateway *gw)
+{
+	pgw_config *cfg = NULL;
+	rebuild rb = {.gw = gw};
+	char err[512];
+
+	if (config_load(gw->path, &cfg, err, sizeof err) != PGW_OK) {
+		pgw_log(PGW_LOG_ERROR, "reload refused: the running config keeps serving", "error", err, NULL);
+		return;
+	}
+	rb.cfg = cfg;
+	pthread_mutex_init(&rb.lock, NULL);
+	pthread_cond_init(&rb.done_cv, NULL);
+	if (evloop_post(gw->loop, rebuild_on_loop, &rb) == PGW_OK) {
+		pthread_mutex_lock(&rb.lock);
+		while (!rb.done)
+			pthread_cond_wait(&rb.done_cv, &rb.lock);
+		pthread_mutex_unlock(&rb.lock);
+	} else {
+		rb.rc = PGW_ENOMEM;
+		snprintf(rb.err, sizeof rb.err, "cannot reach the event loop");
+	}
+	pthread_cond_destroy(&rb.done_cv);
+	pthread_mutex_destroy(&rb.lock);
+	if (rb.rc != PGW_OK) {
+		pgw_log(PGW_LOG_ERROR, "reload refused: the running config keeps serving", "error", rb.err, NULL);
+		config_free(cfg);
+		return;
+	}
+	warn_unapplied(gw->cfg, cfg);
+	pgw_log_set_level((pgw_log_level)cfg->log_level);
+	pgw_log_set_text(cfg->log_text);
+	gw->cfg = cfg;
+	gw->up = rb.up;
+	http_api_swap(gw->api, cfg, rb.up);
+	pgw_log(PGW_LOG_INFO, "config reloaded", "config", cfg->path, NULL);
+}
+
 /* Returns the signal that ended the wait. */
-static int wait_for_stop(const sigset_t *set)
+static int wait_for_stop(gateway *gw, const sigset_t *set)
 {
 	int sig;
 
@@ -114,21 +253,49 @@ static int wait_for_stop(const sigset_t *set)
 		if (sigwait(set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			pgw_log(PGW_LOG_WARN, "SIGHUP: reload is not supported by this version; restart to apply config changes", NULL);
+			reload(gw);
 			continue;
 		}
 		return sig;
 	}
 }
 
+static void shutdown_upstream(upstream *up)
+{
+	upstream_shutdown(up);
+}
+
+/* Stop the loop, end what is still in flight (failed/shutting_down) so every
+ * suspended request gets its answer, then take everything down. */
+static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
+{
+	if (gw->loop) {
+		evloop_stop(gw->loop);
+		atomic_store(&gw->loop_running, false);
+	}
+	if (gw->api)
+		http_api_each_upstream(gw->api, shutdown_upstream);
+	else if (first_up)
+		upstream_shutdown(first_up);
+	h2pool_free(gw->pool);
+	if (gw->api) {
+		http_api_drain(gw->api, 2000);
+		http_api_free(gw->api); /* retires every generation */
+	} else {
+		upstream_free(first_up);
+		config_free(first_cfg);
+	}
+	callbacks_free(gw->cbs);
+	registry_close(gw->reg);
+	evloop_free(gw->loop);
+}
+
 static int run(const char *path)
 {
+	gateway gw = {.path = path};
 	pgw_config *cfg = NULL;
-	evloop *loop = NULL;
 	upstream *up = NULL;
-	registry *reg = NULL;
-	callbacks *cbs = NULL;
-	http_api *api = NULL;
+	h2pool_opts po = {0};
 	http_api_deps deps;
 	char err[512];
 	sigset_t set;
@@ -149,53 +316,52 @@ static int run(const char *path)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (registry_open(cfg, &reg, err, sizeof err) != PGW_OK) {
+	if (registry_open(cfg, &gw.reg, err, sizeof err) != PGW_OK) {
 		fprintf(stderr, "pushgw: %s\n", err);
 		goto out;
 	}
-	if (evloop_new(&loop) != PGW_OK) {
+	if (evloop_new(&gw.loop) != PGW_OK) {
 		fprintf(stderr, "pushgw: cannot create the event loop\n");
 		goto out;
 	}
-	if (upstream_new(cfg, loop, &up, err, sizeof err) != PGW_OK) {
+	po.ca_file = cfg->upstream_ca_file;
+	po.ping_interval_ms = cfg->upstream_ping_interval_s * 1000;
+	if (h2pool_new(gw.loop, &po, &gw.pool) != PGW_OK) {
+		fprintf(stderr, "pushgw: %s: upstream.ca_file: cannot load trust anchors\n", cfg->path);
+		goto out;
+	}
+	if (upstream_new(cfg, gw.loop, gw.pool, NULL, &up, err, sizeof err) != PGW_OK) {
 		fprintf(stderr, "pushgw: %s: %s\n", cfg->path, err);
 		goto out;
 	}
-	if (evloop_start(loop) != PGW_OK) {
+	if (evloop_start(gw.loop) != PGW_OK) {
 		fprintf(stderr, "pushgw: cannot start the event loop\n");
 		goto out;
 	}
-	if (callbacks_new(cfg->upstream_ca_file, &cbs) != PGW_OK) {
+	atomic_store(&gw.loop_running, true);
+	if (callbacks_new(cfg->upstream_ca_file, &gw.cbs) != PGW_OK) {
 		fprintf(stderr, "pushgw: cannot start the callback sender\n");
 		goto out;
 	}
-	deps = (http_api_deps){cfg, loop, up, reg, cbs};
-	if (http_api_start(&deps, &api, err, sizeof err) != PGW_OK) {
+	deps = (http_api_deps){.cfg = cfg, .loop = gw.loop, .up = up, .retire = retire,
+			       .retire_arg = &gw, .reg = gw.reg, .cbs = gw.cbs};
+	if (http_api_start(&deps, &gw.api, err, sizeof err) != PGW_OK) {
 		fprintf(stderr, "pushgw: %s\n", err);
 		goto out;
 	}
-	log_startup(cfg, http_api_port(api));
+	gw.cfg = cfg;
+	gw.up = up;
+	log_startup(cfg, http_api_port(gw.api));
 
-	sig = wait_for_stop(&set);
+	sig = wait_for_stop(&gw, &set);
 	pgw_log(PGW_LOG_INFO, "stopping: draining in-flight wakes", "signal", strsignal(sig), NULL);
-	if (!http_api_drain(api, cfg->shutdown_grace_s * 1000))
+	if (!http_api_drain(gw.api, gw.cfg->shutdown_grace_s * 1000))
 		pgw_log(PGW_LOG_WARN, "grace period over with wakes still in flight", NULL);
 	status = 0;
 out:
-	/* Stop the loop, then end what is still in flight (failed/shutting_down)
-	 * so every suspended request gets its answer before the server stops. */
-	if (loop)
-		evloop_stop(loop);
-	upstream_free(up);
-	if (api)
-		http_api_drain(api, 2000);
-	http_api_free(api);
-	callbacks_free(cbs);
-	registry_close(reg);
-	evloop_free(loop);
+	teardown(&gw, cfg, up);
 	if (status == 0)
 		pgw_log(PGW_LOG_INFO, "stopped", NULL);
-	config_free(cfg);
 	metrics_reset();
 	return status;
 }

@@ -11,6 +11,7 @@
 #include "pushgw/apns.h"
 #include "pushgw/fcm.h"
 #include "pushgw/log.h"
+#include "pushgw/metrics.h"
 #include "pushgw/util.h"
 
 #define APNS_PRODUCTION_URL "https://api.push.apple.com"
@@ -20,6 +21,7 @@
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_MAX_MS 2000
 #define JWT_CHECK_PERIOD_MS 60000
+#define STATS_PERIOD_MS 1000
 #define MAX_SHARED_ORIGINS 32
 
 /* One APNs credential (a team's provider key, or a client certificate) and
@@ -60,6 +62,7 @@ struct upstream {
 	} shared[MAX_SHARED_ORIGINS];
 	size_t n_shared;
 	evloop_timer *jwt_timer;
+	evloop_timer *stats_timer;
 	struct attempt *live; /* every push not yet final */
 	bool stopping;
 };
@@ -168,11 +171,30 @@ static char *cred_key_of(const pgw_apns_conf *conf)
 	return n < 0 ? NULL : key;
 }
 
-static apns_endpoint *endpoint_for(upstream *up, const pgw_apns_conf *conf, char *err, size_t n)
+/* The same credential in the upstream this one replaces, if any. */
+static const apns_endpoint *prev_endpoint(const upstream *prev, const char *key,
+					  const pgw_apns_conf *conf)
+{
+	size_t i;
+
+	for (i = 0; prev && i < prev->n_eps; i++) {
+		const apns_endpoint *ep = &prev->eps[i];
+		if (strcmp(ep->cred_key, key) != 0)
+			continue;
+		if (ep->cred ? apns_cred_matches(ep->cred, conf) : !conf->team_id)
+			return ep;
+	}
+	return NULL;
+}
+
+static apns_endpoint *endpoint_for(upstream *up, const upstream *prev, const pgw_apns_conf *conf,
+				   char *err, size_t n)
 {
 	char *key = cred_key_of(conf);
+	const apns_endpoint *old;
 	apns_endpoint *ep;
 	size_t i;
+	int j;
 
 	if (!key)
 		return NULL;
@@ -187,6 +209,19 @@ static apns_endpoint *endpoint_for(upstream *up, const pgw_apns_conf *conf, char
 	ep->cred_key = key;
 	ep->conf = conf;
 	up->n_eps++;
+	old = prev_endpoint(prev, key, conf);
+	if (old) {
+		/* a reload keeps the provider token and the open connections:
+		 * Apple must not see the token change, nor new handshakes */
+		ep->cred = old->cred ? apns_cred_ref(old->cred) : NULL;
+		for (j = 0; j < old->n_origins; j++) {
+			ep->origins[j].url = strdup(old->origins[j].url);
+			ep->origins[j].origin = old->origins[j].origin;
+			if (ep->origins[j].url)
+				ep->n_origins = j + 1;
+		}
+		return ep;
+	}
 	if (conf->team_id && apns_cred_new(conf, &ep->cred) != PGW_OK) {
 		snprintf(err, n, "apns key %s cannot sign an ES256 token", conf->key_id);
 		return NULL;
@@ -240,9 +275,25 @@ static void jwt_timer_fire(void *arg)
 	up->jwt_timer = evloop_timer_add(up->loop, JWT_CHECK_PERIOD_MS, jwt_timer_fire, up);
 }
 
-pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *err, size_t n)
+/* Publish pool state as gauges (and running totals) for /metrics. */
+static void stats_timer_fire(void *arg)
 {
-	h2pool_opts po = {0};
+	upstream *up = arg;
+	upstream_stats st;
+
+	upstream_get_stats(up, &st);
+	metrics_gauge("pushgw_upstream_connections", "", st.connections_open);
+	metrics_gauge("pushgw_upstream_streams_active", "", st.streams_active);
+	metrics_gauge("pushgw_upstream_queued", "", st.queued);
+	metrics_gauge("pushgw_upstream_tls_handshakes_total", "", (double)st.handshakes);
+	metrics_gauge("pushgw_token_refreshes_total", "provider=\"apns\"", (double)st.jwt_signatures);
+	metrics_gauge("pushgw_token_refreshes_total", "provider=\"fcm\"", (double)st.oauth_fetches);
+	up->stats_timer = evloop_timer_add(up->loop, STATS_PERIOD_MS, stats_timer_fire, up);
+}
+
+pgw_err upstream_new(const pgw_config *cfg, evloop *loop, h2pool *pool, const upstream *prev,
+		     upstream **out, char *err, size_t n)
+{
 	upstream *up;
 	size_t i;
 
@@ -257,11 +308,14 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *
 	up->app_fep = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof *up->app_fep);
 	if (!up->eps || !up->app_ep || !up->feps || !up->app_fep)
 		goto nomem;
-	po.ca_file = cfg->upstream_ca_file;
-	po.ping_interval_ms = cfg->upstream_ping_interval_s * 1000;
-	if (h2pool_new(loop, &po, &up->pool) != PGW_OK) {
-		snprintf(err, n, "upstream.ca_file: cannot load trust anchors");
-		goto fail;
+	up->pool = pool;
+	/* connections without a client certificate (FCM, OAuth) carry on too */
+	for (i = 0; prev && i < prev->n_shared && i < MAX_SHARED_ORIGINS; i++) {
+		up->shared[i].url = strdup(prev->shared[i].url);
+		if (!up->shared[i].url)
+			goto nomem;
+		up->shared[i].origin = prev->shared[i].origin;
+		up->n_shared = i + 1;
 	}
 	for (i = 0; i < cfg->n_apps; i++) {
 		const pgw_apns_conf *conf = &cfg->apps[i].apns;
@@ -275,7 +329,7 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *
 		}
 		if (!conf->enabled)
 			continue;
-		ep = endpoint_for(up, conf, err, n);
+		ep = endpoint_for(up, prev, conf, err, n);
 		if (!ep)
 			goto fail;
 		up->app_ep[i] = ep;
@@ -288,6 +342,7 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *
 		}
 	}
 	up->jwt_timer = evloop_timer_add(loop, JWT_CHECK_PERIOD_MS, jwt_timer_fire, up);
+	up->stats_timer = evloop_timer_add(loop, 0, stats_timer_fire, up);
 	*out = up;
 	return PGW_OK;
 nomem:
@@ -297,8 +352,6 @@ fail:
 	return PGW_ECONFIG;
 }
 
-static void upstream_stop(upstream *up);
-
 void upstream_free(upstream *up)
 {
 	size_t i;
@@ -306,7 +359,7 @@ void upstream_free(upstream *up)
 
 	if (!up)
 		return;
-	upstream_stop(up);
+	upstream_shutdown(up);
 	for (i = 0; i < up->n_feps; i++)
 		free(up->feps[i].path);
 	for (i = 0; i < up->n_shared; i++)
@@ -772,9 +825,7 @@ void upstream_send(upstream *up, pgw_push *push)
 		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", NULL);
 }
 
-/* Finish every push still in flight (shutting_down) and close the pool.
- * On the loop thread, or after the loop stopped. Idempotent. */
-static void upstream_stop(upstream *up)
+void upstream_shutdown(upstream *up)
 {
 	attempt *a, *next;
 	size_t i;
@@ -784,7 +835,10 @@ static void upstream_stop(upstream *up)
 	up->stopping = true;
 	evloop_timer_cancel(up->loop, up->jwt_timer);
 	up->jwt_timer = NULL;
-	/* pushes waiting on a timer (retry backoff, first send) */
+	evloop_timer_cancel(up->loop, up->stats_timer);
+	up->stats_timer = NULL;
+	/* pushes waiting on a timer (retry backoff, first send) end now; those
+	 * in flight end when the pool is freed (H2_ERR_SHUTDOWN is final now) */
 	for (a = up->live; a; a = next) {
 		next = a->next;
 		if (a->timer) {
@@ -793,9 +847,6 @@ static void upstream_stop(upstream *up)
 			attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
 		}
 	}
-	/* pushes in flight upstream get H2_ERR_SHUTDOWN, which is final now */
-	h2pool_free(up->pool);
-	up->pool = NULL;
 	/* pushes waiting for an OAuth token */
 	for (i = 0; i < up->n_feps; i++) {
 		fcm_auth_free(up->feps[i].auth);
@@ -821,9 +872,7 @@ void upstream_get_stats(upstream *up, upstream_stats *out)
 			out->queued += st.queued;
 		}
 	}
-	if (up->stopping)
-		return;
-	for (i = 0; i < up->n_feps; i++)
+	for (i = 0; i < up->n_feps && !up->stopping; i++)
 		out->oauth_fetches += fcm_auth_fetches(up->feps[i].auth);
 	for (i = 0; i < up->n_shared; i++) {
 		h2_origin_stats st;

@@ -24,7 +24,12 @@ typedef struct apns_cred apns_cred;
  * token now. Caller frees with apns_cred_free(). PGW_ECRYPTO when the key does
  * not sign. */
 pgw_err apns_cred_new(const pgw_apns_conf *conf, apns_cred **out);
+/* Drops one reference; the last frees. Accepts NULL. */
 void apns_cred_free(apns_cred *cred);
+/* Another reference (a reload keeps the token, so Apple sees no change). */
+apns_cred *apns_cred_ref(apns_cred *cred);
+/* True when conf names this very credential (team, key id and key). */
+bool apns_cred_matches(const apns_cred *cred, const pgw_apns_conf *conf);
 
 /* "bearer <jwt>", renewed first when older than APNS_JWT_RENEW_S (which the
  * renewal timer makes rare). Valid until the next call. */

@@ -17,11 +17,19 @@
 
 typedef struct http_api http_api;
 
-/* What the API works with; everything must outlive the API. */
+/* Called with a config and upstream the API no longer uses (replaced by a
+ * reload and released by its last request, or left at http_api_free()); the
+ * callee frees them. Any thread. */
+typedef void (*http_api_retire_fn)(void *arg, const pgw_config *cfg, upstream *up);
+
+/* What the API works with; loop, registry and callbacks must outlive the API.
+ * cfg and up become the API's first generation, handed back through retire. */
 typedef struct http_api_deps {
 	const pgw_config *cfg;
 	evloop *loop;
 	upstream *up;
+	http_api_retire_fn retire;
+	void *retire_arg;
 	registry *reg;   /* NULL: registry routes answer 503 */
 	callbacks *cbs;  /* NULL: callback_url is refused */
 } http_api_deps;
@@ -35,7 +43,15 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *errbuf, 
  * handed to the callback queue). Returns true when none is left. */
 bool http_api_drain(http_api *api, int grace_ms);
 
-/* Stops the daemon (in-flight requests are cut). Accepts NULL. */
+/* SIGHUP: new requests use cfg and up from now on; requests already running
+ * finish with what they started with. */
+void http_api_swap(http_api *api, const pgw_config *cfg, upstream *up);
+
+/* Call fn for the upstream of every generation still alive (shutdown). */
+void http_api_each_upstream(http_api *api, void (*fn)(upstream *up));
+
+/* Stops the daemon (in-flight requests are cut) and retires every
+ * generation. Accepts NULL. */
 void http_api_free(http_api *api);
 
 /* The bound port (useful with port 0). */

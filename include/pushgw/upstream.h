@@ -17,11 +17,21 @@
 
 typedef struct upstream upstream;
 
-/* Caller frees with upstream_free() (on the loop thread or after it stopped:
- * every push still in flight then ends failed/"shutting_down" first, so no
- * wake is left without a result). errbuf gets a one-line reason on failure. */
-pgw_err upstream_new(const pgw_config *cfg, evloop *loop, upstream **out, char *errbuf,
-		     size_t errlen);
+/* Build the provider state for cfg on pool's connections. With prev (the
+ * upstream a reload replaces), APNs provider tokens and open connections of
+ * unchanged credentials are taken over, so Apple sees neither a new token nor
+ * a new handshake. Caller frees with upstream_free(). errbuf gets a one-line
+ * reason on failure. Before the loop starts, or on the loop thread. */
+pgw_err upstream_new(const pgw_config *cfg, evloop *loop, h2pool *pool, const upstream *prev,
+		     upstream **out, char *errbuf, size_t errlen);
+
+/* Stop: timers end, pushes waiting for a retry or an OAuth token end
+ * failed/"shutting_down"; pushes in flight end so when the pool is freed.
+ * Call on every upstream before h2pool_free() at shutdown. Idempotent. */
+void upstream_shutdown(upstream *up);
+
+/* Shuts down if not yet, then frees; the pool's connections stay (they
+ * belong to the pool). On the loop thread or after it stopped. NULL ok. */
 void upstream_free(upstream *up);
 
 /* Send one push; push->done(push) comes exactly once, on the loop thread,
