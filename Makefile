@@ -2,7 +2,7 @@
 # everything (installing missing Debian packages first), `make bench` measures.
 
 CC      ?= cc
-PKGS    := libmicrohttpd libnghttp2 openssl jansson libjwt sqlite3 libcurl
+PKGS    := libmicrohttpd libnghttp2 openssl jansson libjwt sqlite3 libcurl gnutls
 BUILD   ?= build
 SAN     ?=
 OPT     ?= -O2

@@ -5,6 +5,7 @@
 #include "pushgw/http_api.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
@@ -29,6 +30,9 @@
 #define CONNECTION_LIMIT 4096
 #define IDLE_TIMEOUT_S 30
 #define HEADER_MEMORY (64 * 1024)
+/* one PBX keeps a few keep-alive connections; a flood from one address must
+ * not take every slot */
+#define PER_IP_CONNECTION_LIMIT 256
 
 typedef enum route {
 	ROUTE_UNKNOWN = 0,
@@ -77,6 +81,7 @@ struct http_api {
 	atomic_bool draining;
 	atomic_int in_flight; /* suspended wakes */
 	ratelimit *limits;
+	bool mtls; /* /v1/ calls need a client certificate from tls.client_ca_file */
 	int port;
 };
 
@@ -760,6 +765,21 @@ static bool takes_body(route rt, const char *method)
 	return rt == ROUTE_WAKE || rt == ROUTE_CANCEL || (rt == ROUTE_DEVICE && strcmp(method, "PUT") == 0);
 }
 
+/* mTLS: the peer sent a certificate that chains to tls.client_ca_file. */
+static bool client_cert_valid(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	unsigned int status = 0, n = 0;
+	gnutls_session_t session;
+
+	if (!ci || !ci->tls_session)
+		return false;
+	session = (gnutls_session_t)ci->tls_session;
+	if (!gnutls_certificate_get_peers(session, &n) || n == 0)
+		return false;
+	return gnutls_certificate_verify_peers2(session, &status) == 0 && status == 0;
+}
+
 /* First call for a request: route it; answer at once what needs no body. */
 static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const char *method)
 {
@@ -774,7 +794,11 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 		return send_error(c, r, 405, "method_not_allowed", msg);
 	}
 	if (r->route >= ROUTE_HEALTHZ)
-		return serve_get(c, r, method);
+		return serve_get(c, r, method); /* probes and scrapes need no client cert */
+	if (api->mtls && !client_cert_valid(c)) {
+		pgw_log(PGW_LOG_WARN, "refused a client without a valid certificate", NULL);
+		return MHD_NO; /* close: no answer for an unauthenticated peer */
+	}
 	if (atomic_load(&api->draining))
 		return send_error(c, r, 503, "shutting_down", "the gateway is shutting down; retry on another instance");
 	if (r->bad_path)
@@ -880,15 +904,74 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
+/* TLS material for the daemon, read once at start. */
+typedef struct tls_files {
+	char *cert, *key, *ca;
+} tls_files;
+
+static void tls_files_clear(tls_files *t)
+{
+	if (t->key)
+		memset(t->key, 0, strlen(t->key));
+	free(t->key);
+	free(t->cert);
+	free(t->ca);
+	memset(t, 0, sizeof *t);
+}
+
+static pgw_err tls_files_read(const pgw_config *cfg, tls_files *t, char *err, size_t errlen)
+{
+	memset(t, 0, sizeof *t);
+	if (!cfg->tls_enabled)
+		return PGW_OK;
+	if (pgw_read_file(cfg->tls_cert_file, &t->cert, NULL) != PGW_OK ||
+	    pgw_read_file(cfg->tls_key_file, &t->key, NULL) != PGW_OK ||
+	    (cfg->tls_client_ca_file && pgw_read_file(cfg->tls_client_ca_file, &t->ca, NULL) != PGW_OK)) {
+		snprintf(err, errlen, "%s: tls: cannot read cert_file, key_file or client_ca_file", cfg->path);
+		tls_files_clear(t);
+		return PGW_ECONFIG;
+	}
+	return PGW_OK;
+}
+
+static http_api *api_new(const http_api_deps *deps)
+{
+	http_api *api = calloc(1, sizeof *api);
+
+	if (!api)
+		return NULL;
+	api->cfg = deps->cfg;
+	api->loop = deps->loop;
+	api->retire = deps->retire;
+	api->retire_arg = deps->retire_arg;
+	api->reg = deps->reg;
+	api->cbs = deps->cbs;
+	api->current = calloc(1, sizeof *api->current);
+	if (!api->current || ratelimit_new(&api->limits) != PGW_OK) {
+		free(api->current);
+		free(api);
+		return NULL;
+	}
+	pthread_mutex_init(&api->gen_lock, NULL);
+	api->current->cfg = deps->cfg;
+	api->current->up = deps->up;
+	api->current->api = api;
+	atomic_store(&api->current->refs, 1);
+	api->all = api->current;
+	return api;
+}
+
 pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, size_t errlen)
 {
 	const pgw_config *cfg = deps->cfg;
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG;
-	char *cert = NULL, *key = NULL;
+	struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
 	const union MHD_DaemonInfo *info;
+	tls_files files;
 	http_api *api;
+	int nt = 0;
 	bool v6;
 
 	if (make_addr(cfg, &ss, &v6) != PGW_OK) {
@@ -898,70 +981,43 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 	}
 	if (v6)
 		flags |= MHD_USE_IPv6;
+	if (tls_files_read(cfg, &files, err, errlen) != PGW_OK)
+		return PGW_ECONFIG;
 	if (cfg->tls_enabled) {
-		if (pgw_read_file(cfg->tls_cert_file, &cert, NULL) != PGW_OK ||
-		    pgw_read_file(cfg->tls_key_file, &key, NULL) != PGW_OK) {
-			snprintf(err, errlen, "%s: tls: cannot read cert_file/key_file", cfg->path);
-			free(cert);
-			free(key);
-			return PGW_ECONFIG;
-		}
 		flags |= MHD_USE_TLS;
+		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, files.cert};
+		tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, files.key};
+		/* with a client CA, clients are asked for a certificate; the
+		 * handler lets no /v1/ request through without a valid one */
+		if (files.ca)
+			tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, files.ca};
 	}
-	api = calloc(1, sizeof *api);
+	api = api_new(deps);
 	if (!api) {
-		free(cert);
-		free(key);
+		tls_files_clear(&files);
 		return PGW_ENOMEM;
 	}
-	api->cfg = cfg;
-	api->loop = deps->loop;
-	api->retire = deps->retire;
-	api->retire_arg = deps->retire_arg;
-	pthread_mutex_init(&api->gen_lock, NULL);
-	api->current = calloc(1, sizeof *api->current);
-	if (!api->current) {
-		free(cert);
-		free(key);
-		free(api);
-		return PGW_ENOMEM;
-	}
-	api->current->cfg = cfg;
-	api->current->up = deps->up;
-	api->current->api = api;
-	atomic_store(&api->current->refs, 1);
-	api->all = api->current;
-	api->reg = deps->reg;
-	api->cbs = deps->cbs;
-	if (ratelimit_new(&api->limits) != PGW_OK) {
-		free(cert);
-		free(key);
-		free(api);
-		return PGW_ENOMEM;
-	}
+	api->mtls = files.ca != NULL;
 	api->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, api,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WORKER_THREADS,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONNECTION_LIMIT,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
-		cfg->tls_enabled ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
-		MHD_OPTION_HTTPS_MEM_KEY, key,
+		MHD_OPTION_ARRAY, tls,
 		MHD_OPTION_END);
-	if (key) {
-		memset(key, 0, strlen(key));
-		free(key);
-	}
-	free(cert);
+	tls_files_clear(&files);
 	if (!api->daemon) {
-		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d", cfg->path, cfg->listen_host,
-			 cfg->listen_port);
+		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d%s", cfg->path, cfg->listen_host,
+			 cfg->listen_port, cfg->tls_enabled ? " (or the tls files are not a usable PEM cert and key)" : "");
 		ratelimit_free(api->limits);
+		pthread_mutex_destroy(&api->gen_lock);
 		free(api->current);
 		free(api);
 		return PGW_ECONFIG;
