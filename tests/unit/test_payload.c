@@ -1,0 +1,161 @@
+/* Payload profiles (SPEC §4): for each profile and each push kind — APNs
+ * VoIP, APNs alert, FCM; call and cancel — the body is exactly the golden
+ * file in tests/golden/ (same fields, same types). Set PUSHGW_GOLDEN_WRITE=1
+ * to rewrite the files after a deliberate change, then review the diff. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "pushgw/payload.h"
+
+static pgw_app_conf make_app(pgw_payload_profile profile)
+{
+	pgw_app_conf app;
+
+	memset(&app, 0, sizeof app);
+	app.name = "phone";
+	app.payload = profile;
+	app.strings.call = "IC_MSG";
+	app.strings.missed = "IC_MISSED";
+	app.strings.answered_elsewhere = "IC_ANSWERED_ELSEWHERE";
+	app.strings.declined_elsewhere = "IC_DECLINED_ELSEWHERE";
+	app.strings.sound = "ring.caf";
+	return app;
+}
+
+static void golden(const char *name, const char *body)
+{
+	char path[256];
+	json_t *want, *got = json_loads(body, 0, NULL);
+	json_error_t jerr;
+
+	snprintf(path, sizeof path, "tests/golden/%s.json", name);
+	if (getenv("PUSHGW_GOLDEN_WRITE")) {
+		FILE *f = fopen(path, "w");
+		json_dumpf(got, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		fputc('\n', f);
+		fclose(f);
+	}
+	want = json_load_file(path, 0, &jerr);
+	if (!want)
+		fprintf(stderr, "%s: %s\n", path, jerr.text);
+	CHECK(got != NULL);
+	CHECK(want != NULL);
+	if (want && got && !json_equal(want, got)) {
+		fprintf(stderr, "FAIL %s differs:\n%s\n", name, body);
+		CHECK(!"body equals its golden file");
+	} else {
+		CHECK(1);
+	}
+	json_decref(want);
+	json_decref(got);
+}
+
+static void run_profile(pgw_payload_profile profile, const char *pname)
+{
+	pgw_app_conf app = make_app(profile);
+	json_t *data = json_pack("{s:s}", "room", "blue");
+	pgw_call call = {"a84b4c76e66710@pbx", "+15551234567", "Alice", "1001", false, data, NULL};
+	pgw_payload_ctx ctx = {&call, "w_01JD7Z3Q9K4V2M8X6N5B1C0A9T", 1795531179, 30};
+	pgw_target t = {PGW_PROVIDER_APNS, &app, "aa11", "bb22", PGW_ENV_UNSET, NULL, NULL, false};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "dGVzdDpmY20tdG9rZW4", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	char name[64], *b;
+	int kind;
+
+	for (kind = 0; kind < 2; kind++) {
+		pgw_push_kind k = kind ? PGW_PUSH_CANCEL : PGW_PUSH_CALL;
+		const char *kn = kind ? "cancel" : "call";
+
+		call.reason = kind ? "caller_cancelled" : NULL;
+		snprintf(name, sizeof name, "%s_apns_voip_%s", pname, kn);
+		golden(name, b = payload_apns(&ctx, &t, k, false, NULL));
+		free(b);
+		snprintf(name, sizeof name, "%s_apns_alert_%s", pname, kn);
+		golden(name, b = payload_apns(&ctx, &t, k, true, NULL));
+		free(b);
+		snprintf(name, sizeof name, "%s_fcm_%s", pname, kn);
+		golden(name, b = payload_fcm(&ctx, &f, k, NULL));
+		free(b);
+	}
+	json_decref(data);
+}
+
+static void test_profiles(void)
+{
+	TEST("pushgw profile: every push kind matches its golden file");
+	run_profile(PGW_PAYLOAD_PUSHGW, "pushgw");
+	TEST("linphone profile: every push kind matches its golden file");
+	run_profile(PGW_PAYLOAD_LINPHONE, "linphone");
+}
+
+static void test_fcm_values_are_strings(void)
+{
+	pgw_app_conf app = make_app(PGW_PAYLOAD_LINPHONE);
+	json_t *data = json_pack("{s:s,s:s}", "room", "blue", "x", "y");
+	pgw_call call = {"c1", "+1555", NULL, "1001", true, data, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 45};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok:en", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	int profile;
+
+	TEST("FCM data values are all strings, in both profiles");
+	for (profile = 0; profile < 2; profile++) {
+		char *b;
+		json_t *root, *d, *v;
+		const char *k;
+		app.payload = (pgw_payload_profile)profile;
+		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, NULL);
+		root = json_loads(b, 0, NULL);
+		d = json_object_get(json_object_get(root, "message"), "data");
+		if (!d)
+			d = json_object_get(json_object_get(json_object_get(root, "message"), "android"), "data");
+		CHECK(json_is_object(d));
+		json_object_foreach(d, k, v)
+			CHECK(json_is_string(v));
+		json_decref(root);
+		free(b);
+	}
+	json_decref(data);
+}
+
+static void test_device_overrides(void)
+{
+	pgw_app_conf app = make_app(PGW_PAYLOAD_LINPHONE);
+	pgw_call call = {"c1", "+1555", "Bob", "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target plain = {PGW_PROVIDER_APNS, &app, NULL, "bb22", PGW_ENV_UNSET, NULL, NULL, false};
+	pgw_target custom = {PGW_PROVIDER_APNS, &app, NULL, "bb22", PGW_ENV_UNSET, "IC_SIP_CALL", "bell.caf", false};
+	pgw_target silent = {PGW_PROVIDER_APNS, &app, NULL, "bb22", PGW_ENV_UNSET, NULL, NULL, true};
+	char *a = payload_apns(&ctx, &plain, PGW_PUSH_CALL, true, NULL);
+	char *b = payload_apns(&ctx, &custom, PGW_PUSH_CALL, true, NULL);
+	char *c = payload_apns(&ctx, &silent, PGW_PUSH_CALL, true, NULL);
+	json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL), *jc = json_loads(c, 0, NULL);
+
+	TEST("pn-call-str / pn-call-snd / pn-silent change that device's alert only");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(json_object_get(ja, "aps"), "alert"), "loc-key")), "IC_MSG");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(ja, "aps"), "sound")), "ring.caf");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(json_object_get(jb, "aps"), "alert"), "loc-key")), "IC_SIP_CALL");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(jb, "aps"), "sound")), "bell.caf");
+	CHECK_STR(json_string_value(json_object_get(json_object_get(jc, "aps"), "sound")), "");
+	TEST("a cancel's final alert says why");
+	call.reason = "answered_elsewhere";
+	free(a);
+	json_decref(ja);
+	a = payload_apns(&ctx, &custom, PGW_PUSH_CANCEL, true, NULL);
+	ja = json_loads(a, 0, NULL);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(json_object_get(ja, "aps"), "alert"), "loc-key")), "IC_ANSWERED_ELSEWHERE");
+	json_decref(ja);
+	json_decref(jb);
+	json_decref(jc);
+	free(a);
+	free(b);
+	free(c);
+}
+
+int main(void)
+{
+	test_profiles();
+	test_fcm_values_are_strings();
+	test_device_overrides();
+	return check_summary("payload");
+}
