@@ -40,6 +40,11 @@ make -s -j"$jobs" asan >/dev/null || { echo "asan build: 0 passed, 1 failed"; ex
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 stage "unit (ASan+UBSan)" scripts/run-unit.sh build-asan/tests/test_*
 stage "integration (ASan+UBSan)" integration build-asan
+valgrind_wake() {
+	WRAP="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+		BUILD=build bash tests/integration/test_wake.sh
+}
+stage "integration under valgrind (memcheck; exit 0 required)" valgrind_wake
 echo
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]

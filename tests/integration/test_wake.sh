@@ -132,15 +132,15 @@ t_untrusted_upstream_certificate() {
 t_goaway_mid_load_loses_nothing() {
 	begin "GOAWAY mid-load: every wake ends final, none lost or sent twice"
 	sim_ctl A POST /reset >/dev/null
-	sim_ctl A POST '/delay?ms=300' >/dev/null
+	sim_ctl A POST '/delay?ms=1000' >/dev/null
 	local i
 	for i in $(seq 1 40); do
 		curl -sS -o "$WORK/g$i.json" -H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
 			--data-binary "$(wake_body "$(tok $((2000 + i)))" "g-$i")" "http://127.0.0.1:$GW_PORT_G/v1/wake" &
 	done
-	# GOAWAY once most streams are open upstream (none answered yet: 300 ms delay)
+	# GOAWAY once most streams are open upstream (none answered yet: 1 s delay)
 	local n=0
-	for _ in $(seq 1 100); do
+	for _ in $(seq 1 200); do
 		n=$(sim_ctl A GET /requests | jq '[.[] | select(.outcome == "pending")] | length')
 		[ "$n" -ge 30 ] && break
 		sleep 0.03
