@@ -149,7 +149,8 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int statu
 		free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (status != 204)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	if (status == 405)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, route_methods[r->route]);
 	if (status == 401)
@@ -419,10 +420,13 @@ static void count_results(route rt, const char *doc)
 		const char *reason = json_string_value(json_object_get(res, "reason"));
 		json_t *lat = json_object_get(res, "latency_ms");
 
-		snprintf(labels, sizeof labels,
-			 "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\",reason=\"%s\"", kind,
-			 provider, app, json_string_value(json_object_get(res, "status")),
-			 reason ? reason : "");
+		if (reason)
+			snprintf(labels, sizeof labels,
+				 "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\",reason=\"%s\"", kind,
+				 provider, app, json_string_value(json_object_get(res, "status")), reason);
+		else
+			snprintf(labels, sizeof labels, "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\"",
+				 kind, provider, app, json_string_value(json_object_get(res, "status")));
 		metrics_count("pushgw_pushes_total", labels, 1);
 		if (json_is_number(lat)) {
 			snprintf(labels, sizeof labels, "provider=\"%s\",app=\"%s\"", provider, app);
@@ -633,7 +637,7 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 		return registry_failed(c, r, rc);
 	metrics_count("pushgw_registrations_total", created ? "result=\"created\"" : "result=\"replaced\"", 1);
 	if (registry_get(api->reg, r->ext, r->device_id, &stored) != PGW_OK)
-		return send_error(c, r, created ? 201 : 200, "internal_error", "stored, but cannot be read back");
+		return send_error(c, r, 500, "internal_error", "stored, but cannot be read back");
 	ret = send_json(c, r, created ? 201 : 200, device_json(stored, cfg));
 	registry_devices_free(stored, 1);
 	return ret;
@@ -1000,6 +1004,7 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 	api->mtls = files.ca != NULL;
 	api->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, api,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WORKER_THREADS,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
@@ -1007,7 +1012,6 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
 		MHD_OPTION_ARRAY, tls,

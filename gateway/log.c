@@ -119,7 +119,7 @@ void pgw_log_json(pgw_log_level level, const char *msg, json_t *fields)
 	json_object_set_new(obj, "msg", json_string(msg));
 	json_object_update_missing(obj, fields);
 	json_decref(fields);
-	line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 	json_decref(obj);
 	if (!line)
 		return;

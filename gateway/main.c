@@ -91,6 +91,8 @@ static int run_check(const char *path)
 
 static void describe_metrics(void)
 {
+	metrics_describe("pushgw_build_info", "gauge", "Always 1; the version is in the label.");
+	metrics_gauge("pushgw_build_info", "version=\"" PUSHGW_VERSION "\"", 1);
 	metrics_describe("pushgw_http_requests_total", "counter", "HTTP requests by route and status.");
 	metrics_describe("pushgw_wakes_total", "counter", "Wakes and cancels answered.");
 	metrics_describe("pushgw_pushes_total", "counter", "Per-device push results by provider, app and status.");

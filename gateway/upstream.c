@@ -275,15 +275,48 @@ static void jwt_timer_fire(void *arg)
 	up->jwt_timer = evloop_timer_add(up->loop, JWT_CHECK_PERIOD_MS, jwt_timer_fire, up);
 }
 
+static const char *shared_provider(const upstream *up, const h2_origin *origin)
+{
+	size_t i;
+
+	for (i = 0; i < up->n_feps; i++)
+		if (up->feps[i].origin == origin)
+			return "fcm";
+	return "oauth";
+}
+
+static void publish_origin(const char *provider, const h2_origin *origin, double sums[3][2])
+{
+	int p = strcmp(provider, "apns") == 0 ? 0 : strcmp(provider, "fcm") == 0 ? 1 : 2;
+	h2_origin_stats st;
+
+	h2pool_origin_stats(origin, &st);
+	sums[p][0] += st.connections_open;
+	sums[p][1] += st.streams_active;
+}
+
 /* Publish pool state as gauges (and running totals) for /metrics. */
 static void stats_timer_fire(void *arg)
 {
+	static const char *const providers[3] = {"apns", "fcm", "oauth"};
 	upstream *up = arg;
+	double sums[3][2] = {{0}};
 	upstream_stats st;
+	char labels[32];
+	size_t i;
+	int j;
 
+	for (i = 0; i < up->n_eps; i++)
+		for (j = 0; j < up->eps[i].n_origins; j++)
+			publish_origin("apns", up->eps[i].origins[j].origin, sums);
+	for (i = 0; i < up->n_shared; i++)
+		publish_origin(shared_provider(up, up->shared[i].origin), up->shared[i].origin, sums);
+	for (j = 0; j < 3; j++) {
+		snprintf(labels, sizeof labels, "provider=\"%s\"", providers[j]);
+		metrics_gauge("pushgw_upstream_connections", labels, sums[j][0]);
+		metrics_gauge("pushgw_upstream_streams_active", labels, sums[j][1]);
+	}
 	upstream_get_stats(up, &st);
-	metrics_gauge("pushgw_upstream_connections", "", st.connections_open);
-	metrics_gauge("pushgw_upstream_streams_active", "", st.streams_active);
 	metrics_gauge("pushgw_upstream_queued", "", st.queued);
 	metrics_gauge("pushgw_upstream_tls_handshakes_total", "", (double)st.handshakes);
 	metrics_gauge("pushgw_token_refreshes_total", "provider=\"apns\"", (double)st.jwt_signatures);

@@ -34,7 +34,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 echo "== build"
 make -s -j"$jobs" all unit-bins >/dev/null || { echo "build: 0 passed, 1 failed"; exit 1; }
 stage unit scripts/run-unit.sh build/tests/test_*
+stage "simulator self-test" env PUSHSIM=build/pushsim bash tests/sim/selftest.sh
 stage integration integration build
+stage "container build steps on a clean copy" scripts/container-build-check.sh
 echo "== build (ASan+UBSan)"
 make -s -j"$jobs" asan >/dev/null || { echo "asan build: 0 passed, 1 failed"; exit 1; }
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
