@@ -33,6 +33,8 @@
 /* one PBX keeps a few keep-alive connections; a flood from one address must
  * not take every slot */
 #define PER_IP_CONNECTION_LIMIT 256
+/* calls × alert-only devices ringing at once */
+#define RINGING_MAX 10000
 
 typedef enum route {
 	ROUTE_UNKNOWN = 0,
@@ -81,6 +83,7 @@ struct http_api {
 	atomic_bool draining;
 	atomic_int in_flight; /* suspended wakes */
 	ratelimit *limits;
+	ringer *ringer;
 	bool mtls; /* /v1/ calls need a client certificate from tls.client_ca_file */
 	int port;
 };
@@ -135,6 +138,21 @@ static void gen_release(generation *g)
 	gen_unlink(g->api, g);
 	g->api->retire(g->api->retire_arg, g->cfg, g->up);
 	free(g);
+}
+
+static void gen_hold(void *holder, bool hold)
+{
+	generation *g = holder;
+
+	if (hold)
+		atomic_fetch_add(&g->refs, 1);
+	else
+		gen_release(g);
+}
+
+static wake_ring ring_for(http_api *api, generation *g)
+{
+	return (wake_ring){api->ringer, g, gen_hold};
 }
 
 static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int status,
@@ -396,7 +414,9 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	doc = json_pack("{s:s}", "id", wake_id(r->wake));
 	r->wake = NULL; /* the async record owns it now */
 	atomic_fetch_add(&api->in_flight, 1);
-	if (wake_start(aw->wake, api->loop, aw->gen->up, on_async_wake_done, aw) != PGW_OK) {
+	wake_ring ring = ring_for(api, aw->gen);
+
+	if (wake_start(aw->wake, api->loop, aw->gen->up, &ring, on_async_wake_done, aw) != PGW_OK) {
 		char *body = NULL;
 		size_t len = 0;
 		json_decref(doc);
@@ -535,7 +555,9 @@ static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 		return start_async_wake(c, r, key);
 	atomic_fetch_add(&api->in_flight, 1);
 	MHD_suspend_connection(c);
-	if (wake_start(r->wake, api->loop, r->gen->up, on_wake_done, r) != PGW_OK) {
+	wake_ring ring = ring_for(api, r->gen);
+
+	if (wake_start(r->wake, api->loop, r->gen->up, &ring, on_wake_done, r) != PGW_OK) {
 		/* could not reach the loop: answer now instead of hanging */
 		atomic_store(&r->wake_done, -1);
 		MHD_resume_connection(c);
@@ -951,7 +973,9 @@ static http_api *api_new(const http_api_deps *deps)
 	api->reg = deps->reg;
 	api->cbs = deps->cbs;
 	api->current = calloc(1, sizeof *api->current);
-	if (!api->current || ratelimit_new(&api->limits) != PGW_OK) {
+	if (!api->current || ratelimit_new(&api->limits) != PGW_OK ||
+	    ringer_new(deps->loop, RINGING_MAX, &api->ringer) != PGW_OK) {
+		ratelimit_free(api->limits);
 		free(api->current);
 		free(api);
 		return NULL;
@@ -1021,6 +1045,7 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d%s", cfg->path, cfg->listen_host,
 			 cfg->listen_port, cfg->tls_enabled ? " (or the tls files are not a usable PEM cert and key)" : "");
 		ratelimit_free(api->limits);
+		ringer_free(api->ringer);
 		pthread_mutex_destroy(&api->gen_lock);
 		free(api->current);
 		free(api);
@@ -1083,6 +1108,7 @@ void http_api_free(http_api *api)
 		return;
 	MHD_stop_daemon(api->daemon);
 	ratelimit_free(api->limits);
+	ringer_free(api->ringer); /* releases the generations ringing calls held */
 	/* every request is gone: hand back whatever generations remain */
 	for (g = api->all; g; g = next) {
 		next = g->next;

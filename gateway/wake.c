@@ -37,6 +37,7 @@ struct pgw_wake {
 	size_t pending;      /* loop thread only */
 	evloop *loop;
 	upstream *up;
+	wake_ring ring;
 	wake_done_fn done;
 	void *done_arg;
 };
@@ -366,22 +367,61 @@ static void push_done(pgw_push *p)
 		w->done(w->done_arg);
 }
 
+static bool rings_again(const pgw_wake *w, const pgw_push *p)
+{
+	return w->ring.rg && w->kind == PGW_PUSH_CALL && p->alert && p->target->app->ring_repeat_s > 0;
+}
+
+/* Repetition bookkeeping before the pushes go: a cancel stops the device's
+ * ringing first; a call's repeated alerts share the call id as collapse id. */
+static void ring_before(pgw_wake *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_pushes && w->ring.rg; i++) {
+		pgw_push *p = &w->pushes[i];
+		const pgw_target *t = p->target;
+
+		if (w->kind == PGW_PUSH_CANCEL && t->provider == PGW_PROVIDER_APNS && t->remote_token)
+			ringer_stop(w->ring.rg, t->app->name, t->remote_token, w->call.id);
+		else if (rings_again(w, p))
+			p->collapse_id = w->call.id;
+	}
+}
+
+static void ring_after(pgw_wake *w, const pgw_push *p)
+{
+	int64_t until = pgw_now_ms() + (int64_t)w->ttl_s * 1000;
+
+	if (rings_again(w, p))
+		ringer_start(w->ring.rg, w->up, w->ring.holder, w->ring.hold, p, w->call.id,
+			     p->target->app->ring_repeat_s, until);
+}
+
 static void wake_run(void *arg)
 {
 	pgw_wake *w = arg;
 	size_t i, n = w->n_pushes;
 
 	w->pending = n;
+	ring_before(w);
+	/* ringers copy what they need now: the wake may be gone once the last
+	 * push is done */
+	for (i = 0; i < n; i++)
+		ring_after(w, &w->pushes[i]);
 	for (i = 0; i < n; i++) {
 		w->pushes[i].done = push_done;
 		upstream_send(w->up, &w->pushes[i]);
 	}
 }
 
-pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, wake_done_fn done, void *arg)
+pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, const wake_ring *ring,
+		   wake_done_fn done, void *arg)
 {
 	w->loop = loop;
 	w->up = up;
+	if (ring)
+		w->ring = *ring;
 	w->done = done;
 	w->done_arg = arg;
 	return evloop_post(loop, wake_run, w);

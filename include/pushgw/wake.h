@@ -14,6 +14,7 @@
 #include "pushgw/evloop.h"
 #include "pushgw/push.h"
 #include "pushgw/registry.h"
+#include "pushgw/ringer.h"
 #include "pushgw/upstream.h"
 
 typedef struct pgw_wake pgw_wake;
@@ -36,9 +37,18 @@ pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pg
 
 typedef void (*wake_done_fn)(void *arg);
 
+/* Ring repetition for the wake's alert-only devices (NULL rg: none). */
+typedef struct wake_ring {
+	ringer *rg;
+	void *holder;
+	ringer_hold_fn hold;
+} wake_ring;
+
 /* Hand the wake to the loop thread. After PGW_OK, done(arg) comes exactly
- * once (on the loop thread). */
-pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, wake_done_fn done, void *arg);
+ * once (on the loop thread). A call starts ring repetition for its alert-only
+ * devices of apps with ring_repeat_s; a cancel stops it for its devices. */
+pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, const wake_ring *ring,
+		   wake_done_fn done, void *arg);
 
 /* After done(): remove registrations whose token came back invalid_token
  * (APNs 410 only when registered before its timestamp) and remember the APNs

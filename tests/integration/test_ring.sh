@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Ring repetition for alert-only iPhones: the call alert repeats every
+# ring_repeat_s with the call id as collapse id until a cancel (which sends
+# one final alert) or the ttl; a thousand ringing calls leave nothing behind.
+source tests/integration/lib.sh
+
+start_sim A
+write_config "$WORK/ring.json" A '.apps.phone.ring_repeat_s = 1 | .limits.wakes_per_second_per_key = 0'
+start_gw R "$WORK/ring.json" || exit 1
+
+alert_wake() { # alert_wake REMOTE_TOKEN CALL_ID TTL
+	jq -cn --arg t "$1" --arg c "$2" --argjson ttl "$3" \
+		'{devices: [{provider: "apns", remote_token: $t, app: "phone"}], call: {id: $c, from: "+1555", from_name: "Alice"}, ttl: $ttl}'
+}
+alerts_for() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.token == $t and .outcome == "answered")]'; }
+ringing() { curl -s "http://127.0.0.1:$GW_PORT_R/metrics" | sed -n 's/^pushgw_ringing \([0-9]*\).*/\1/p'; }
+
+t_repeats_until_cancel() {
+	begin "alerts repeat about every second with one collapse id; a cancel stops them with one final alert"
+	local t; t=$(tok 1700)
+	api R POST /v1/wake "$(alert_wake "$t" ring-1@pbx 30)"
+	expect_eq "first alert sent" "$(jqb '.results[0].status')" sent
+	expect_eq "as an alert" "$(jqb '.results[0].push_type')" alert
+	sleep 3.3
+	local before; before=$(alerts_for "$t")
+	local n; n=$(jq length <<<"$before")
+	check "3 to 5 call alerts after 3.3 s ($n)" test "$n" -ge 3 -a "$n" -le 5
+	expect_eq "all carry the call id as apns-collapse-id" "$(jq -r '[.[].headers["apns-collapse-id"]] | unique | join(",")' <<<"$before")" ring-1@pbx
+	expect_eq "all are alert pushes to the bundle topic" "$(jq -r '[.[].headers["apns-topic"]] | unique | join(",")' <<<"$before")" com.example.phone
+	api R POST /v1/cancel "$(jq -c '.reason = "caller_cancelled"' <<<"$(alert_wake "$t" ring-1@pbx 30)")"
+	expect_eq "cancel sent" "$(jqb '.results[0].status')" sent
+	sleep 2.2
+	local after; after=$(alerts_for "$t")
+	expect_eq "after the cancel: only the final alert" "$(jq length <<<"$after")" $((n + 1))
+	expect_eq "the final alert says missed" "$(jq -r '.[-1].body | fromjson | .aps.alert["loc-key"]' <<<"$after")" IC_MISSED
+	expect_eq "nothing rings" "$(ringing)" 0
+}
+
+t_stops_at_ttl() {
+	begin "without a cancel the repetition stops at ttl"
+	local t; t=$(tok 1701)
+	api R POST /v1/wake "$(alert_wake "$t" ring-2@pbx 3)"
+	sleep 4.5
+	local n; n=$(jq length <<<"$(alerts_for "$t")")
+	check "at most ttl+1 alerts ($n)" test "$n" -ge 2 -a "$n" -le 4
+	sleep 1.5
+	expect_eq "and no more after" "$(jq length <<<"$(alerts_for "$t")")" "$n"
+	expect_eq "nothing rings" "$(ringing)" 0
+}
+
+t_thousand_calls_leave_nothing_behind() {
+	begin "1,000 ringing calls at once: all tracked, none left after the last cancel"
+	local cfg="$WORK/ring-curl.txt" i body
+	: >"$cfg"
+	for i in $(seq 1 1000); do
+		[ "$i" = 1 ] || echo next >>"$cfg"
+		body=$(alert_wake "$(printf '%064x' $((50000 + i)))" "bulk-$i" 60 | sed 's/"/\\"/g')
+		printf 'url = "http://127.0.0.1:%s/%s"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+			"$GW_PORT_R" "v1/wake" "$KEY_WAKE" "$body" >>"$cfg"
+	done
+	local codes; codes=$(curl -sS --no-progress-meter --parallel --parallel-max 32 --config "$cfg")
+	expect_eq "1000 wakes answered 200" "$(grep -c '^200$' <<<"$codes")" 1000
+	expect_eq "1000 devices ringing" "$(ringing)" 1000
+	local rss; rss=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID_R/status")
+	check "memory bounded while they ring (RSS ${rss} kB < 64 MB)" test "$rss" -lt 65536
+	sed -i 's#/v1/wake#/v1/cancel#' "$cfg"
+	codes=$(curl -sS --no-progress-meter --parallel --parallel-max 32 --config "$cfg")
+	expect_eq "1000 cancels answered 200" "$(grep -c '^200$' <<<"$codes")" 1000
+	sleep 1.5
+	expect_eq "no timer left after the last cancel" "$(ringing)" 0
+}
+
+t_repeats_until_cancel
+t_stops_at_ttl
+t_thousand_calls_leave_nothing_behind
+stop_gw R
+expect_eq "exit status" "$GW_EXIT" 0
+summary
