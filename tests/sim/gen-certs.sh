@@ -7,6 +7,9 @@
 #   AuthKey_KEY1234567.p8     EC P-256 provider key, PKCS#8 PEM like Apple's
 #   apns_pub.pem              its public key
 #   other.p8                  a second EC key ("wrong key" tests)
+#   sa_key.pem                RSA 2048 service-account key, PKCS#8 PEM like Google's
+#   sa_pub.pem                its public key (pushsim --sa-pub)
+#   sa_other.pem              a second RSA key ("wrong key" tests)
 # Usage: gen-certs.sh DIR. Leaves a complete, valid set alone (idempotent).
 set -euo pipefail
 
@@ -15,7 +18,7 @@ mkdir -p "$dir"
 cd "$dir"
 
 files=(ca.pem ca.key server.pem server.key untrusted.pem untrusted.key client.pem client.key
-       AuthKey_KEY1234567.p8 apns_pub.pem other.p8)
+       AuthKey_KEY1234567.p8 apns_pub.pem other.p8 sa_key.pem sa_pub.pem sa_other.pem)
 
 complete() {
 	local f
@@ -69,5 +72,11 @@ ec_key AuthKey_KEY1234567.p8
 openssl pkey -in AuthKey_KEY1234567.p8 -pubout -out apns_pub.pem 2>/dev/null
 ec_key other.p8
 
-chmod 600 ./*.key ./*.p8
+# Service-account keys, PKCS#8 PEM ("BEGIN PRIVATE KEY") as in Google's JSON.
+rsa_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null; }
+rsa_key sa_key.pem
+openssl pkey -in sa_key.pem -pubout -out sa_pub.pem 2>/dev/null
+rsa_key sa_other.pem
+
 chmod 644 ./*.pem
+chmod 600 ./*.key ./*.p8 sa_key.pem sa_other.pem

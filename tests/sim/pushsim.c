@@ -1,5 +1,6 @@
-/* pushsim: a local stand-in for Apple's push service (HTTP/2 over TLS) with a
- * control port for tests. main() parses the options, wires the modules
+/* pushsim: a local stand-in for Apple's push service, Google's OAuth token
+ * endpoint and FCM HTTP v1 (one HTTP/2-over-TLS port) with a control port for
+ * tests. main() parses the options, wires the modules
  * together on one event loop and runs it until SIGTERM/SIGINT or
  * POST /shutdown. Single-threaded. */
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include "sim_control.h"
 #include "sim_h2.h"
 #include "sim_loop.h"
+#include "sim_oauth.h"
 #include "sim_records.h"
 #include "sim_script.h"
 #include "sim_tls.h"
@@ -25,7 +27,10 @@ static const char sim_usage[] =
 	"               --control HOST:PORT\n"
 	"               [--team-id TEAM --key-id KEY --apns-key-pub pub.pem]\n"
 	"               [--client-ca ca.pem] [--bundle-id ID]...\n"
-	"               [--max-streams N] [--initial-streams N] [--delay-ms N] [--record N]\n";
+	"               [--max-streams N] [--initial-streams N] [--delay-ms N] [--record N]\n"
+	"               [--service-account SA.json]... [--sa-pub [EMAIL=]PUB.pem]...\n"
+	"               [--oauth-path PATH] [--token-ttl S] [--fcm-project ID]...\n"
+	"               [--fcm-allow-reserved-keys]\n";
 
 enum {
 	OPT_LISTEN = 1,
@@ -41,6 +46,12 @@ enum {
 	OPT_INITIAL_STREAMS,
 	OPT_DELAY,
 	OPT_RECORD,
+	OPT_SERVICE_ACCOUNT,
+	OPT_SA_PUB,
+	OPT_OAUTH_PATH,
+	OPT_TOKEN_TTL,
+	OPT_FCM_PROJECT,
+	OPT_FCM_RESERVED,
 	OPT_HELP,
 };
 
@@ -58,6 +69,12 @@ static const struct option sim_options[] = {
 	{ "initial-streams", required_argument, NULL, OPT_INITIAL_STREAMS },
 	{ "delay-ms", required_argument, NULL, OPT_DELAY },
 	{ "record", required_argument, NULL, OPT_RECORD },
+	{ "service-account", required_argument, NULL, OPT_SERVICE_ACCOUNT },
+	{ "sa-pub", required_argument, NULL, OPT_SA_PUB },
+	{ "oauth-path", required_argument, NULL, OPT_OAUTH_PATH },
+	{ "token-ttl", required_argument, NULL, OPT_TOKEN_TTL },
+	{ "fcm-project", required_argument, NULL, OPT_FCM_PROJECT },
+	{ "fcm-allow-reserved-keys", no_argument, NULL, OPT_FCM_RESERVED },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -99,6 +116,52 @@ static int sim_parse_number(struct sim_config *cfg, int opt, const char *arg, ch
 		if (sim_opt_uint("record", arg, 0, 10000000, &v, err, errlen) < 0)
 			return -1;
 		cfg->record = (size_t)v;
+		return 0;
+	case OPT_TOKEN_TTL:
+		if (sim_opt_uint("token-ttl", arg, 1, 86400, &v, err, errlen) < 0)
+			return -1;
+		cfg->token_ttl_s = (unsigned)v;
+		return 0;
+	}
+	return 1;
+}
+
+/* Appends to one of the repeatable options' lists. */
+static int sim_opt_append(const char *name, const char **list, size_t *n, size_t max,
+			  const char *arg, char *err, size_t errlen)
+{
+	if (*n == max) {
+		snprintf(err, errlen, "--%s: at most %zu", name, max);
+		return -1;
+	}
+	list[(*n)++] = arg;
+	return 0;
+}
+
+/* Google's options; returns 0, 1 when opt is not one of them, or -1. */
+static int sim_parse_google(struct sim_config *cfg, int opt, const char *arg, char *err,
+			    size_t errlen)
+{
+	switch (opt) {
+	case OPT_SERVICE_ACCOUNT:
+		return sim_opt_append("service-account", cfg->service_accounts,
+				      &cfg->nservice_accounts, SIM_MAX_ACCOUNTS, arg, err, errlen);
+	case OPT_SA_PUB:
+		return sim_opt_append("sa-pub", cfg->sa_pubs, &cfg->nsa_pubs, SIM_MAX_ACCOUNTS,
+				      arg, err, errlen);
+	case OPT_FCM_PROJECT:
+		return sim_opt_append("fcm-project", cfg->fcm_projects, &cfg->nfcm_projects,
+				      SIM_MAX_PROJECTS, arg, err, errlen);
+	case OPT_OAUTH_PATH:
+		if (arg[0] != '/' || strchr(arg, '?')) {
+			snprintf(err, errlen,
+				 "--oauth-path: expected a path such as /token, got '%s'", arg);
+			return -1;
+		}
+		cfg->oauth_path = arg;
+		return 0;
+	case OPT_FCM_RESERVED:
+		cfg->fcm_allow_reserved_keys = true;
 		return 0;
 	}
 	return 1;
@@ -168,6 +231,8 @@ static int sim_parse_args(int argc, char **argv, struct sim_config *cfg, char *e
 
 	cfg->max_streams = 1000;
 	cfg->record = 10000;
+	cfg->oauth_path = "/token";
+	cfg->token_ttl_s = 3600;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "", sim_options, NULL)) != -1) {
 		int rv;
@@ -179,9 +244,11 @@ static int sim_parse_args(int argc, char **argv, struct sim_config *cfg, char *e
 			return -1;
 		}
 		rv = sim_parse_number(cfg, opt, optarg, err, errlen);
+		if (rv == 1)
+			rv = sim_parse_google(cfg, opt, optarg, err, errlen);
+		if (rv == 1)
+			rv = sim_parse_string(cfg, opt, optarg, err, errlen);
 		if (rv < 0)
-			return -1;
-		if (rv == 1 && sim_parse_string(cfg, opt, optarg, err, errlen) < 0)
 			return -1;
 	}
 	if (optind < argc) {
@@ -238,6 +305,9 @@ static int sim_start(struct sim *sim, SSL_CTX **ctx, char *err, size_t errlen)
 				 errlen);
 	if (!sim->auth)
 		return -1;
+	sim->oauth = sim_oauth_new(&sim->cfg, err, errlen);
+	if (!sim->oauth)
+		return -1;
 	*ctx = sim_tls_server_ctx(sim->cfg.cert, sim->cfg.key, sim->cfg.client_ca, err, errlen);
 	if (!*ctx)
 		return -1;
@@ -258,6 +328,7 @@ static void sim_stop(struct sim *sim, SSL_CTX *ctx)
 	sim_records_free(sim->records);
 	sim_script_free(sim->script);
 	sim_auth_free(sim->auth);
+	sim_oauth_free(sim->oauth);
 	SSL_CTX_free(ctx);
 }
 

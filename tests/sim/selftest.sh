@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Self-test of pushsim, driven from outside with curl, nghttp and h2load the
 # way the integration tests drive it: APNs checks and reasons, scripted
-# answers, control port, GOAWAY/drop, stream limits, certificate auth.
+# answers, control port, GOAWAY/drop, stream limits, certificate auth, and
+# Google's OAuth token endpoint and FCM HTTP v1 with assertions made by the
+# openssl CLI.
 # Usage: tests/sim/selftest.sh   (PUSHSIM=path/to/pushsim, PUSHSIM_WRAP="valgrind ...")
 # Prints "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
@@ -313,15 +315,14 @@ ctl POST /reset >/dev/null
 A=bbbb00000000000000000000000000000000000000000000000000000000000a
 B=bbbb00000000000000000000000000000000000000000000000000000000000b
 C=bbbb00000000000000000000000000000000000000000000000000000000000c
-ctl POST /script "{\"$C\":[{\"status\":200,\"delay_ms\":1500}],\"$B\":[{\"status\":200,\"delay_ms\":1500}]}" >/dev/null
+ctl POST /script "{\"$C\":[{\"status\":200,\"delay_ms\":2500}],\"$B\":[{\"status\":200,\"delay_ms\":2500}]}" >/dev/null
 curl -s --http2 --cacert "$certs/ca.pem" -Z "${VOIP[@]}" -d "$BODY" -w '%{http_code}\n' -o /dev/null \
 	"https://localhost:$main_port/3/device/$C" "https://localhost:$main_port/3/device/$A" \
 	"https://localhost:$main_port/3/device/$B" >"$tmp/parallel.out" 2>/dev/null &
 cpid=$!
 for i in $(seq 1 50); do
-	[ "$(ctl GET /requests | jget 'sum(1 for r in d if r["outcome"] == "answered")')" = 1 ] &&
-		[ "$(ctl GET /requests | jget 'len(d)')" = 3 ] && break
-	sleep 0.05
+	[ "$(ctl GET /requests | jget 'len(d) == 3 and sum(1 for r in d if r["outcome"] == "answered") == 1')" = True ] && break
+	sleep 0.02
 done
 check "goaway: one connection" 1 "$(ctl GET /stats | jget 'd["connections_total"]')"
 check "goaway: one connection goes away" '{"connections":1}' "$(ctl POST /goaway)"
@@ -422,6 +423,299 @@ wait "$untrusted_pid"
 push /3/device/$TOK "${VOIP[@]}" -d "$BODY" --http1.1
 check_true "HTTP/1.1-only client: refused in ALPN" [ "${code:0:10}" = curl-error ]
 
+echo "-- Google: OAuth token endpoint" >&2
+PROJECT=demo-project
+EMAIL=pushgw-test@$PROJECT.iam.gserviceaccount.com
+EMAIL2=second@$PROJECT.iam.gserviceaccount.com
+GRANT="grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+FCM_SCOPE=https://www.googleapis.com/auth/firebase.messaging
+# A second account known through its JSON file, whose key pushsim derives.
+mkdir -p "$tmp/sa2"
+cp "$certs/sa_other.pem" "$tmp/sa2/sa_key.pem"
+"$here/make-sa.sh" "$tmp/sa2" https://127.0.0.1:1/token $PROJECT "$EMAIL2" ||
+	{ echo "make-sa.sh failed" >&2; exit 1; }
+check "make-sa.sh: owner-only file" 600 "$(stat -c %a "$tmp/sa2/service-account.json")"
+check "make-sa.sh: Google's fields" "service_account $PROJECT $EMAIL2 https://127.0.0.1:1/token 40" \
+	"$(jget '" ".join([d["type"], d["project_id"], d["client_email"], d["token_uri"], str(len(d["private_key_id"]))])' <"$tmp/sa2/service-account.json")"
+check "make-sa.sh: private_key is the PEM key" True \
+	"$(jget 'd["private_key"] == open("'"$tmp/sa2/sa_key.pem"'").read()' <"$tmp/sa2/service-account.json")"
+check "gen-certs.sh: sa_key.pem is PKCS#8 and private" "-----BEGIN PRIVATE KEY----- 600" \
+	"$(head -1 "$certs/sa_key.pem") $(stat -c %a "$certs/sa_key.pem")"
+
+start_sim g --listen 127.0.0.1:0 --control 127.0.0.1:0 --sa-pub "$EMAIL=$certs/sa_pub.pem" \
+	--service-account "$tmp/sa2/service-account.json" --fcm-project $PROJECT --fcm-project other-project
+TOKEN_URI=https://127.0.0.1:$g_port/token
+gctl() { # METHOD PATH [BODY] against the Google simulator
+	if [ $# -ge 3 ]; then
+		curl -sS -X "$1" --data-binary "$3" "http://127.0.0.1:$g_ctl$2"
+	else
+		curl -sS -X "$1" "http://127.0.0.1:$g_ctl$2"
+	fi
+}
+assertion() { "$here/make-assertion.sh" "$@"; }
+token_req() { # FORM-BODY [CURL-ARGS...]: POST to the token endpoint
+	local form=$1
+	shift
+	port=$g_port push /token --data-binary "$form" "$@"
+}
+body() { jget "$1" <"$tmp/body"; }
+oauth_expect() { # NAME STATUS ERROR FORM-BODY [CURL-ARGS...]
+	local name=$1 st=$2 er=$3 form=$4
+	shift 4
+	token_req "$form" "$@"
+	check "$name: status" "$st" "$code"
+	check "$name: Google's error document" "['error', 'error_description'] $er" \
+		"$(body 'str(sorted(d)) + " " + d["error"]')"
+}
+
+a=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI")
+token_req "$GRANT&assertion=$a"
+check "token: 200" 200 "$code"
+check "token: Bearer, 3600 s" "Bearer 3600" "$(body 'd["token_type"] + " " + str(d["expires_in"])')"
+check_true "token: ya29.sim- access token" [ "$(body 'd["access_token"].startswith("ya29.sim-") and len(d["access_token"]) > 20')" = True ]
+check "token: JSON content type" "application/json; charset=utf-8" "$(header content-type)"
+AT=$(body 'd["access_token"]')
+token_req "grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=${a//./%2E}"
+check "token: raw grant_type, %-encoded assertion" 200 "$code"
+check "token: a fresh token every time" True "$(body 'd["access_token"] != "'"$AT"'"')"
+token_req "$GRANT&assertion=$(assertion "$tmp/sa2/sa_key.pem" "$EMAIL2" "$TOKEN_URI")"
+check "token: --service-account key derived from its JSON" 200 "$code"
+token_req "$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "https://localhost:$g_port/token")"
+check "token: aud with localhost" 200 "$code"
+token_req "$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" "" 3600 https://www.googleapis.com/auth/cloud-platform)"
+check "token: cloud-platform scope" 200 "$code"
+token_req "$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" $(($(date +%s) + 200)))"
+check "token: iat 200 s ahead (clock skew)" 200 "$code"
+
+oauth_expect "wrong key for the account" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_other.pem" "$EMAIL" "$TOKEN_URI")"
+check "wrong key: Google's description" "Invalid JWT Signature." "$(body 'd["error_description"]')"
+oauth_expect "wrong key for the JSON account" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL2" "$TOKEN_URI")"
+oauth_expect "unknown account" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "nobody@x.iam.gserviceaccount.com" "$TOKEN_URI")"
+check "unknown account: description" "Invalid grant: account not found" "$(body 'd["error_description"]')"
+oauth_expect "aud of another path" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "https://127.0.0.1:$g_port/oauth2/v4/token")"
+oauth_expect "aud over http" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "http://127.0.0.1:$g_port/token")"
+oauth_expect "scope without FCM" 400 invalid_scope \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" "" 3600 https://www.googleapis.com/auth/userinfo.email)"
+oauth_expect "iat 400 s old" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" $(($(date +%s) - 400)))"
+oauth_expect "iat 400 s ahead" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" $(($(date +%s) + 400)))"
+oauth_expect "lifetime 3601 s" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" "" 3601)"
+oauth_expect "exp already past" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" $(($(date +%s) - 250)) 200)"
+oauth_expect "alg RS384 in the header" 400 invalid_grant \
+	"$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI" "" 3600 $FCM_SCOPE RS384)"
+oauth_expect "tampered signature" 400 invalid_grant "$GRANT&assertion=${a%.*}.$(printf 'A%.0s' $(seq 1 342))"
+oauth_expect "not a JWT" 400 invalid_grant "$GRANT&assertion=abc.def"
+oauth_expect "other grant type" 400 unsupported_grant_type "grant_type=client_credentials&assertion=$a"
+oauth_expect "no assertion" 400 invalid_request "$GRANT"
+oauth_expect "broken %-escape" 400 invalid_request "$GRANT&assertion=%G1$a"
+oauth_expect "JSON body" 400 invalid_request "{\"assertion\":\"$a\"}" -H "content-type: application/json"
+port=$g_port push /token
+check "GET /token: 405" 405 "$code"
+
+echo "-- Google: OAuth controls (fail, ttl, revoke) and counters" >&2
+gctl POST /reset >/dev/null
+check "POST /oauth?fail=2" 2 "$(gctl POST '/oauth?fail=2' | jget 'd["fail"]')"
+a=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI")
+oauth_expect "forced failure 1" 400 invalid_grant "$GRANT&assertion=$a"
+oauth_expect "forced failure 2" 400 invalid_grant "$GRANT&assertion=$a"
+token_req "$GRANT&assertion=$a"
+check "after the forced failures: 200" 200 "$code"
+gctl GET /stats >"$tmp/gstats.json"
+check "stats oauth_requests" 3 "$(jget 'd["oauth_requests"]' <"$tmp/gstats.json")"
+check "stats oauth_issued" 1 "$(jget 'd["oauth_issued"]' <"$tmp/gstats.json")"
+gctl GET /requests >"$tmp/greq.json"
+check "oauth record: kind, account, status, reason" "oauth $EMAIL 400 invalid_grant" \
+	"$(jget '" ".join(str(d[0][k]) for k in ("kind", "token", "status", "reason"))' <"$tmp/greq.json")"
+check "oauth record: id is the issued token" True \
+	"$(jget 'd[2]["id"] == "'"$(body 'd["access_token"]')"'"' <"$tmp/greq.json")"
+check "oauth record: form body kept" True "$(jget 'd[2]["body"].startswith("grant_type=")' <"$tmp/greq.json")"
+check "POST /oauth?ttl=1" 1 "$(gctl POST '/oauth?ttl=1' | jget 'd["ttl"]')"
+token_req "$GRANT&assertion=$a"
+check "ttl=1: expires_in 1" 1 "$(body 'd["expires_in"]')"
+SHORT=$(body 'd["access_token"]')
+gctl POST '/oauth?ttl=3600' >/dev/null
+check "bad control: no parameter" 400 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$g_ctl/oauth")"
+check "bad control: ttl=0" 400 "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$g_ctl/oauth?ttl=0")"
+check "GET /oauth: state" "3600 0" "$(gctl GET /oauth | jget 'str(d["ttl"]) + " " + str(d["fail"])')"
+
+echo "-- Google: FCM HTTP v1 send" >&2
+fcm() { # BODY [PROJECT] [CURL-ARGS...]: a send with the access token AT
+	local b=$1 project=${2:-$PROJECT}
+	shift
+	[ $# -gt 0 ] && shift
+	port=$g_port push "/v1/projects/$project/messages:send" -H "authorization: Bearer $AT" \
+		-H "content-type: application/json" --data-binary "$b" "$@"
+}
+# "STATUS google-status [detail types] field", to compare error documents at a glance.
+summary='str(d["error"]["code"]) + " " + d["error"]["status"] + " " + str([x["@type"].split(".")[-1] for x in d["error"].get("details", [])]) + " " + ",".join(v.get("field", "-") for x in d["error"].get("details", []) for v in x.get("fieldViolations", []))'
+fcm_expect() { # NAME SUMMARY BODY [PROJECT] [CURL-ARGS...]
+	local name=$1 want=$2
+	shift 2
+	fcm "$@"
+	check "$name" "$want" "$(body "$summary")"
+}
+FTOK="dGVzdC1kZXZpY2U:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
+MSG="{\"message\":{\"token\":\"$FTOK\",\"android\":{\"priority\":\"HIGH\",\"ttl\":\"30s\"},\"data\":{\"type\":\"call\",\"call_id\":\"c1\"}}}"
+fcm "$MSG"
+check "send: 200" 200 "$code"
+check_true "send: name projects/<p>/messages/0:<digits>%<hex>" \
+	python3 -c 'import json,re,sys; sys.exit(0 if re.fullmatch(r"projects/demo-project/messages/0:\d{16}%[0-9a-f]{16}", json.load(open(sys.argv[1]))["name"]) else 1)' "$tmp/body"
+fcm "$MSG" other-project
+check "send: a second --fcm-project" 200 "$code"
+fcm "{\"message\":{\"token\":\"$FTOK\",\"android\":{\"priority\":\"high\",\"ttl\":\"3.5s\"}}}"
+check "send: priority high, ttl 3.5s, no data" 200 "$code"
+fcm "{\"message\":{\"token\":\"$FTOK\",\"android\":{\"priority\":\"normal\",\"ttl\":\"0s\",\"data\":{\"k\":\"v\"}}},\"validate_only\":true}"
+check "send: validate_only" "projects/$PROJECT/messages/fake_message_id" "$(body 'd["name"]')"
+
+fcm_expect "data value not a string" "400 INVALID_ARGUMENT ['BadRequest'] message.data[1].value" \
+	"{\"message\":{\"token\":\"$FTOK\",\"data\":{\"type\":\"call\",\"video\":false}}}"
+check "data value not a string: message" "Invalid value at 'message.data[1].value' (TYPE_STRING), false" \
+	"$(body 'd["error"]["message"]')"
+fcm_expect "android.data value not a string" "400 INVALID_ARGUMENT ['BadRequest'] message.android.data[0].value" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"data\":{\"n\":1}}}}"
+fcm_expect "data not an object" "400 INVALID_ARGUMENT ['BadRequest'] message.data" \
+	"{\"message\":{\"token\":\"$FTOK\",\"data\":[\"a\"]}}"
+fcm_expect "reserved data key 'from'" "400 INVALID_ARGUMENT ['FcmError', 'BadRequest'] message.data" \
+	"{\"message\":{\"token\":\"$FTOK\",\"data\":{\"from\":\"+1555\"}}}"
+fcm_expect "reserved key 'google.x' in android.data" "400 INVALID_ARGUMENT ['FcmError', 'BadRequest'] message.android.data" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"data\":{\"google.x\":\"1\"}}}}"
+fcm_expect "priority URGENT" "400 INVALID_ARGUMENT ['BadRequest'] message.android.priority" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"priority\":\"URGENT\"}}}"
+fcm_expect "ttl without s" "400 INVALID_ARGUMENT ['BadRequest'] message.android.ttl" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"ttl\":\"30\"}}}"
+fcm_expect "negative ttl" "400 INVALID_ARGUMENT ['BadRequest'] message.android.ttl" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"ttl\":\"-5s\"}}}"
+fcm_expect "ttl as a number" "400 INVALID_ARGUMENT ['BadRequest'] message.android.ttl" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"ttl\":30}}}"
+fcm_expect "unknown message field" "400 INVALID_ARGUMENT ['BadRequest'] message" \
+	"{\"message\":{\"token\":\"$FTOK\",\"priority\":\"high\"}}"
+fcm_expect "unknown android field" "400 INVALID_ARGUMENT ['BadRequest'] message.android" \
+	"{\"message\":{\"token\":\"$FTOK\",\"android\":{\"time_to_live\":\"3s\"}}}"
+fcm_expect "no recipient" "400 INVALID_ARGUMENT ['FcmError', 'BadRequest'] message" \
+	"{\"message\":{\"data\":{\"a\":\"b\"}}}"
+check "no recipient: message" "Recipient of the message is not set." "$(body 'd["error"]["message"]')"
+fcm_expect "token and topic" "400 INVALID_ARGUMENT ['BadRequest'] message" \
+	"{\"message\":{\"token\":\"$FTOK\",\"topic\":\"news\"}}"
+fcm_expect "malformed token" "400 INVALID_ARGUMENT ['FcmError'] " "{\"message\":{\"token\":\"bad token\"}}"
+fcm_expect "not JSON" "400 INVALID_ARGUMENT ['BadRequest'] -" "{\"message\":"
+big=$(printf 'x%.0s' $(seq 1 4100))
+fcm_expect "data over 4096 bytes" "400 INVALID_ARGUMENT ['FcmError'] " \
+	"{\"message\":{\"token\":\"$FTOK\",\"data\":{\"k\":\"$big\"}}}"
+check "data over 4096 bytes: message" "Android message is too big" "$(body 'd["error"]["message"]')"
+
+fcm_expect "unknown project" "403 PERMISSION_DENIED ['ErrorInfo'] " "$MSG" nope-project
+port=$g_port push "/v1/projects/$PROJECT/messages:send" -H "content-type: application/json" --data-binary "$MSG"
+check "no authorization: 401" "401 UNAUTHENTICATED [] " "$(body "$summary")"
+check "no authorization: message" True "$(body 'd["error"]["message"].startswith("Request is missing required authentication credential.")')"
+check "no authorization: www-authenticate" True "$(header www-authenticate | grep -q 'error="invalid_token"' && echo True)"
+AT=ya29.sim-0000000000000000 fcm_expect "unknown access token" "401 UNAUTHENTICATED [] " "$MSG"
+check "unknown access token: message" True "$(body 'd["error"]["message"].startswith("Request had invalid authentication credentials.")')"
+sleep 1.1
+AT=$SHORT fcm_expect "expired access token (ttl=1)" "401 UNAUTHENTICATED [] " "$MSG"
+fcm "$MSG"
+check "a token issued before ttl=1 still works" 200 "$code"
+AT=nope fcm_expect "unknown project is checked after the token" "401 UNAUTHENTICATED [] " "$MSG" nope-project
+port=$g_port push "/v1/projects/$PROJECT/messages" -H "authorization: Bearer $AT" --data-binary "$MSG"
+check "other method path: 404 NOT_FOUND" "404 NOT_FOUND [] " "$(body "$summary")"
+port=$g_port push "/v1/projects/$PROJECT/messages:send" -H "authorization: Bearer $AT"
+check "GET messages:send: 404" 404 "$code"
+
+echo "-- Google: scripted FCM answers, every error class" >&2
+gctl POST /reset >/dev/null
+S() { printf 'fcm-script-%s:APA91b' "$1"; }
+gctl POST /script "{\"$(S 1)\":[{\"status\":404,\"fcm\":\"UNREGISTERED\"}],
+	\"$(S 2)\":[{\"status\":400,\"fcm\":\"INVALID_ARGUMENT\"}],
+	\"$(S 3)\":[{\"status\":400,\"fcm\":\"INVALID_ARGUMENT\",\"bad_request\":\"message.android.ttl\"}],
+	\"$(S 4)\":[{\"status\":403,\"fcm\":\"SENDER_ID_MISMATCH\"}],
+	\"$(S 5)\":[{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"1\"},{\"status\":200}],
+	\"$(S 6)\":[{\"status\":503,\"fcm\":\"UNAVAILABLE\"},{\"status\":500,\"fcm\":\"INTERNAL\"},{}],
+	\"$(S 7)\":[{\"status\":401,\"fcm\":\"THIRD_PARTY_AUTH_ERROR\"}],
+	\"$(S 8)\":[{\"fcm\":\"UNREGISTERED\"}],
+	\"$(S 9)\":[{\"status\":200,\"delay_ms\":400}],
+	\"$(S 10)\":[{\"rst\":true}],
+	\"$(S 11)\":[{\"drop\":true}]}" >/dev/null
+msg_for() { printf '{"message":{"token":"%s","android":{"priority":"HIGH","ttl":"30s"},"data":{"type":"call"}}}' "$1"; }
+fcm "$(msg_for "$(S 1)")"
+check "UNREGISTERED: exactly FCM's document" True "$(body 'd == {"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND", "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}}')"
+fcm_expect "INVALID_ARGUMENT (token): FcmError only" "400 INVALID_ARGUMENT ['FcmError'] " "$(msg_for "$(S 2)")"
+fcm_expect "INVALID_ARGUMENT (our message): BadRequest too" \
+	"400 INVALID_ARGUMENT ['FcmError', 'BadRequest'] message.android.ttl" "$(msg_for "$(S 3)")"
+fcm_expect "SENDER_ID_MISMATCH" "403 PERMISSION_DENIED ['FcmError'] " "$(msg_for "$(S 4)")"
+check "SENDER_ID_MISMATCH: errorCode" SENDER_ID_MISMATCH "$(body 'd["error"]["details"][0]["errorCode"]')"
+fcm_expect "QUOTA_EXCEEDED" "429 RESOURCE_EXHAUSTED ['FcmError'] " "$(msg_for "$(S 5)")"
+check "QUOTA_EXCEEDED: Retry-After" 1 "$(header retry-after)"
+check "QUOTA_EXCEEDED: errorCode" QUOTA_EXCEEDED "$(body 'd["error"]["details"][0]["errorCode"]')"
+fcm "$(msg_for "$(S 5)")"
+check "QUOTA_EXCEEDED then 200" 200 "$code"
+fcm_expect "UNAVAILABLE" "503 UNAVAILABLE ['FcmError'] " "$(msg_for "$(S 6)")"
+fcm_expect "INTERNAL" "500 INTERNAL ['FcmError'] " "$(msg_for "$(S 6)")"
+fcm "$(msg_for "$(S 6)")"
+check "an empty step answers 200, and repeats" "200 200" "$code $(fcm "$(msg_for "$(S 6)")"; echo "$code")"
+fcm_expect "THIRD_PARTY_AUTH_ERROR" "401 UNAUTHENTICATED ['FcmError'] " "$(msg_for "$(S 7)")"
+check "THIRD_PARTY_AUTH_ERROR: errorCode" THIRD_PARTY_AUTH_ERROR "$(body 'd["error"]["details"][0]["errorCode"]')"
+fcm_expect "errorCode alone picks FCM's status" "404 NOT_FOUND ['FcmError'] " "$(msg_for "$(S 8)")"
+AT=nope fcm_expect "checks run before the script" "401 UNAUTHENTICATED [] " "$(msg_for "$(S 8)")"
+fcm "$(msg_for "$(S 9)")"
+check "FCM delay step: 200" 200 "$code"
+check_true "FCM delay step takes >= 400 ms" python3 -c "import sys; sys.exit(0 if $elapsed >= 0.4 else 1)"
+fcm "$(msg_for "$(S 10)")"
+check_true "FCM rst step: no answer" [ "${code:0:10}" = curl-error ]
+fcm "$(msg_for "$(S 11)")"
+check_true "FCM drop step: connection closed" [ "${code:0:10}" = curl-error ]
+check "script with an unknown field rejected" 400 \
+	"$(curl -s -o /dev/null -w '%{http_code}' --data-binary "{\"$(S 1)\":[{\"fcm_code\":\"X\"}]}" "http://127.0.0.1:$g_ctl/script")"
+
+gctl GET /requests >"$tmp/greq.json"
+check "fcm record: kind and token" "fcm $(S 1)" "$(jget 'd[0]["kind"] + " " + d[0]["token"]' <"$tmp/greq.json")"
+check "fcm record: status and reason" "404 UNREGISTERED" "$(jget 'str(d[0]["status"]) + " " + d[0]["reason"]' <"$tmp/greq.json")"
+check "fcm record: authorization header kept" "Bearer $AT" "$(jget 'd[0]["headers"]["authorization"]' <"$tmp/greq.json")"
+check "fcm record: body kept, json_ok" "True True" "$(jget 'str(d[0]["body"] == """'"$(msg_for "$(S 1)")"'""") + " " + str(d[0]["json_ok"])' <"$tmp/greq.json")"
+check "fcm record: id is the message name" True \
+	"$(jget '[r for r in d if r["token"] == "'"$(S 5)"'"][1]["id"].startswith("projects/'$PROJECT'/messages/0:")' <"$tmp/greq.json")"
+# curl re-sends a refused stream a few times; every copy is refused.
+check "fcm record: rst is refused, drop is dropped" "{'refused'} {'dropped'}" \
+	"$(jget 'str(set(r["outcome"] for r in d if r["token"] == "'"$(S 10)"'")) + " " + str(set(r["outcome"] for r in d if r["token"] == "'"$(S 11)"'"))' <"$tmp/greq.json")"
+check "stats fcm_requests" "$(jget 'len(d)' <"$tmp/greq.json")" "$(gctl GET /stats | jget 'd["fcm_requests"]')"
+check "apns records say kind apns" apns "$(ctl GET /requests | jget 'd[0]["kind"]')"
+
+echo "-- Google: revoking every token" >&2
+check "POST /oauth?revoke=1" 0 "$(gctl POST '/oauth?revoke=1' | jget 'd["tokens"]')"
+fcm_expect "revoked token: 401" "401 UNAUTHENTICATED [] " "$MSG"
+token_req "$GRANT&assertion=$(assertion "$certs/sa_key.pem" "$EMAIL" "$TOKEN_URI")"
+AT=$(body 'd["access_token"]')
+fcm "$MSG"
+check "a new token after revoke works" 200 "$code"
+
+echo "-- Google: custom token path, no accounts, reserved keys allowed" >&2
+start_sim l --listen 127.0.0.1:0 --control 127.0.0.1:0 --oauth-path /o/oauth2/token --token-ttl 120 \
+	--fcm-allow-reserved-keys
+port=$l_port push /o/oauth2/token --data-binary \
+	"$GRANT&assertion=$(assertion "$certs/sa_other.pem" anyone@example.com "https://127.0.0.1:$l_port/o/oauth2/token")"
+check "--oauth-path: token issued without --sa-pub (signature unchecked)" "200 120" "$code $(body 'd["expires_in"]')"
+AT=$(body 'd["access_token"]')
+port=$l_port push /o/oauth2/token --data-binary \
+	"$GRANT&assertion=$(assertion "$certs/sa_other.pem" anyone@example.com "https://127.0.0.1:$l_port/token")"
+check "without accounts the claims are still checked" 400 "$code"
+port=$l_port push /token --data-binary "$GRANT&assertion=$a"
+check "the default path is not the token path then" 404 "$code"
+port=$l_port push /v1/projects/any-project/messages:send -H "authorization: Bearer $AT" \
+	--data-binary "{\"message\":{\"token\":\"$FTOK\",\"data\":{\"from\":\"x\"}}}"
+check "--fcm-allow-reserved-keys, no --fcm-project: any project" 200 "$code"
+curl -s -X POST "http://127.0.0.1:$l_ctl/shutdown" >/dev/null
+wait "$l_pid"
+check "lenient sim exits 0" 0 "$?"
+curl -s -X POST "http://127.0.0.1:$g_ctl/shutdown" >/dev/null
+wait "$g_pid"
+check "Google sim exits 0" 0 "$?"
+
 echo "-- command-line errors" >&2
 "$bin" --listen 127.0.0.1:0 >/dev/null 2>"$tmp/err"
 check "missing options exit 1" 1 "$?"
@@ -431,6 +725,15 @@ check "bad address exits 1" 1 "$?"
 "$bin" --listen 127.0.0.1:0 --control 127.0.0.1:0 --cert "$certs/server.pem" --key "$certs/server.key" \
 	--team-id $TEAM --key-id $KID --apns-key-pub "$certs/server.key" >/dev/null 2>"$tmp/err"
 check "bad public key exits 1" 1 "$?"
+base=(--listen 127.0.0.1:0 --control 127.0.0.1:0 --cert "$certs/server.pem" --key "$certs/server.key")
+"$bin" "${base[@]}" --sa-pub "$certs/apns_pub.pem" >/dev/null 2>"$tmp/err"
+check "--sa-pub with an EC key exits 1" 1 "$?"
+"$bin" "${base[@]}" --service-account "$certs/sa_key.pem" >/dev/null 2>"$tmp/err"
+check "--service-account that is not JSON exits 1" 1 "$?"
+"$bin" "${base[@]}" --token-ttl 0 >/dev/null 2>"$tmp/err"
+check "--token-ttl 0 exits 1" 1 "$?"
+"$bin" "${base[@]}" --oauth-path token >/dev/null 2>"$tmp/err"
+check "--oauth-path without a slash exits 1" 1 "$?"
 
 kill -TERM "$main_pid"
 wait "$main_pid"

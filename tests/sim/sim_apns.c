@@ -220,25 +220,8 @@ static void sim_apns_answer_step(struct sim *sim, struct sim_reply *reply,
 {
 	int status = step->status ? step->status : 200;
 
-	if (step->has_delay) {
-		reply->has_delay = true;
-		reply->delay_ms = step->delay_ms;
-	}
-	if (step->drop) {
-		reply->action = SIM_DROP;
+	if (sim_reply_transport_step(reply, step))
 		return;
-	}
-	if (step->rst) {
-		reply->action = SIM_RST;
-		return;
-	}
-	if (step->no_answer) {
-		reply->action = SIM_NO_ANSWER;
-		return;
-	}
-	if (step->retry_after[0])
-		sim_reply_header(reply, "retry-after", step->retry_after);
-	reply->goaway_after = step->goaway;
 	if (status == 200)
 		sim_apns_answer_ok(sim, reply);
 	else if (step->reason[0] || status == 410)

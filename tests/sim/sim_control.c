@@ -20,6 +20,7 @@
 #include "sim_h2.h"
 #include "sim_loop.h"
 #include "sim_net.h"
+#include "sim_oauth.h"
 #include "sim_records.h"
 #include "sim_script.h"
 
@@ -97,13 +98,16 @@ static json_t *sim_ctl_stats(struct sim *sim)
 {
 	const struct sim_stats *s = &sim->stats;
 
-	return json_pack("{sI sI sI sI sI sI sI sI}", "handshakes", (json_int_t)s->handshakes,
-			 "connections_open", (json_int_t)s->connections_open, "connections_total",
+	return json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "handshakes",
+			 (json_int_t)s->handshakes, "connections_open",
+			 (json_int_t)s->connections_open, "connections_total",
 			 (json_int_t)s->connections_total, "requests", (json_int_t)s->requests,
 			 "answered_200", (json_int_t)s->answered_200, "distinct_jwts",
 			 (json_int_t)sim_auth_distinct(sim->auth), "max_streams_in_flight",
 			 (json_int_t)s->max_streams_in_flight, "goaways_sent",
-			 (json_int_t)s->goaways_sent);
+			 (json_int_t)s->goaways_sent, "fcm_requests", (json_int_t)s->fcm_requests,
+			 "oauth_requests", (json_int_t)s->oauth_requests, "oauth_issued",
+			 (json_int_t)s->oauth_issued);
 }
 
 static void sim_ctl_reset(struct sim *sim)
@@ -115,6 +119,7 @@ static void sim_ctl_reset(struct sim *sim)
 	sim_records_clear(sim->records);
 	sim_script_clear(sim->script);
 	sim_auth_reset(sim->auth);
+	sim_oauth_reset(sim->oauth);
 }
 
 static json_t *sim_ctl_error(struct sim_ctl_response *res, int status, const char *msg)
@@ -123,9 +128,10 @@ static json_t *sim_ctl_error(struct sim_ctl_response *res, int status, const cha
 	return json_pack("{ss}", "error", msg);
 }
 
-/* Finds NAME=VALUE in a query string and parses VALUE as an unsigned number. */
-static bool sim_ctl_query_uint(const char *query, const char *name, unsigned long long max,
-			       unsigned long long *out)
+/* Finds NAME=VALUE in a query string and parses VALUE as an unsigned number:
+ * 1 when found and good, 0 when absent, -1 when not a number up to max. */
+static int sim_ctl_query_find(const char *query, const char *name, unsigned long long max,
+			      unsigned long long *out)
 {
 	size_t n = strlen(name);
 	const char *p = query;
@@ -136,16 +142,44 @@ static bool sim_ctl_query_uint(const char *query, const char *name, unsigned lon
 			size_t len = strcspn(p + n + 1, "&");
 
 			if (len >= sizeof(value))
-				return false;
+				return -1;
 			memcpy(value, p + n + 1, len);
 			value[len] = '\0';
-			return sim_parse_uint(value, max, out);
+			return sim_parse_uint(value, max, out) ? 1 : -1;
 		}
 		p = strchr(p, '&');
 		if (p)
 			p++;
 	}
-	return false;
+	return 0;
+}
+
+static bool sim_ctl_query_uint(const char *query, const char *name, unsigned long long max,
+			       unsigned long long *out)
+{
+	return sim_ctl_query_find(query, name, max, out) == 1;
+}
+
+/* POST /oauth?ttl=N&fail=N&revoke=1, any of them; answers the new state. */
+static json_t *sim_ctl_oauth(struct sim *sim, const struct sim_ctl_request *req,
+			     struct sim_ctl_response *res)
+{
+	unsigned long long ttl = 0, fail = 0, revoke = 0;
+	int has_ttl = sim_ctl_query_find(req->query, "ttl", 86400, &ttl);
+	int has_fail = sim_ctl_query_find(req->query, "fail", 1000000, &fail);
+	int has_revoke = sim_ctl_query_find(req->query, "revoke", 1, &revoke);
+
+	if (has_ttl < 0 || (has_ttl && ttl == 0) || has_fail < 0 || has_revoke < 0 ||
+	    has_ttl + has_fail + has_revoke == 0)
+		return sim_ctl_error(res, 400,
+				     "expected ?ttl=N (1..86400), ?fail=N and/or ?revoke=1");
+	if (has_ttl)
+		sim_oauth_set_ttl(sim->oauth, (unsigned)ttl);
+	if (has_fail)
+		sim_oauth_fail_next(sim->oauth, (unsigned)fail);
+	if (revoke)
+		sim_oauth_revoke_all(sim->oauth);
+	return sim_oauth_state_json(sim->oauth, sim_wall_ms());
 }
 
 static json_t *sim_ctl_script(struct sim *sim, const struct sim_ctl_request *req,
@@ -193,6 +227,8 @@ static json_t *sim_ctl_post(struct sim *sim, const struct sim_ctl_request *req,
 		sim->delay_ms = (unsigned)n;
 		return json_pack("{sI}", "delay_ms", (json_int_t)n);
 	}
+	if (strcmp(req->path, "/oauth") == 0)
+		return sim_ctl_oauth(sim, req, res);
 	if (strcmp(req->path, "/shutdown") == 0) {
 		*stop = true;
 		return json_pack("{sb}", "ok", 1);
@@ -216,6 +252,8 @@ static json_t *sim_ctl_handle(struct sim *sim, const struct sim_ctl_request *req
 			return sim_ctl_stats(sim);
 		if (strcmp(req->path, "/requests") == 0)
 			return sim_records_json(sim->records);
+		if (strcmp(req->path, "/oauth") == 0)
+			return sim_oauth_state_json(sim->oauth, sim_wall_ms());
 		return sim_ctl_error(res, 404, "no such control endpoint");
 	}
 	if (strcmp(req->method, "POST") != 0)

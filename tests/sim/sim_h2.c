@@ -313,6 +313,7 @@ static void sim_stream_dispatch(struct sim_stream *st)
 	in.hdrs = sim_buf_steal(&st->hdrs);
 	in.body_len = st->body.len;
 	in.body = sim_buf_steal(&st->body);
+	in.kind = st->reply.kind;
 	in.token = st->reply.token;
 	in.push_id = st->reply.push_id;
 	in.json_ok = st->reply.json_ok;

@@ -137,3 +137,13 @@ size_t sim_map_count(const struct sim_map *map)
 {
 	return map->count;
 }
+
+void sim_map_each(const struct sim_map *map, void (*fn)(const char *key, void *value, void *arg),
+		  void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < map->cap; i++)
+		if (map->slots[i].key)
+			fn(map->slots[i].key, map->slots[i].value, arg);
+}

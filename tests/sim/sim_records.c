@@ -15,8 +15,9 @@ struct sim_record {
 	size_t hdrs_len;
 	char *body;
 	size_t body_len;
+	const char *kind; /* a string literal */
 	char *token;
-	char push_id[40];
+	char push_id[192];
 	bool json_ok;
 	int status;
 	char reason[64];
@@ -105,6 +106,7 @@ uint64_t sim_records_add(struct sim_records *rec, struct sim_record_in *in)
 	r->hdrs_len = in->hdrs_len;
 	r->body = in->body;
 	r->body_len = in->body_len;
+	r->kind = in->kind ? in->kind : "";
 	r->token = strdup(in->token ? in->token : "");
 	snprintf(r->push_id, sizeof(r->push_id), "%s", in->push_id ? in->push_id : "");
 	r->json_ok = in->json_ok;
@@ -194,19 +196,24 @@ static json_t *sim_record_headers(const struct sim_record *r, const char **metho
 	return h;
 }
 
+/* "id" is the apns-id, the FCM message name or the issued access token;
+ * "apns_id" repeats it for APNs records only. */
 static json_t *sim_record_json(const struct sim_record *r)
 {
 	const char *method, *path;
 	json_t *headers = sim_record_headers(r, &method, &path);
+	bool apns = strcmp(r->kind, "apns") == 0;
 
-	return json_pack("{sI sI si so so so so so sb si ss ss ss sI}", "seq", (json_int_t)r->seq,
-			 "conn", (json_int_t)r->conn, "stream", (int)r->stream, "method",
-			 sim_json_bytes(method, strlen(method)), "path",
-			 sim_json_bytes(path, strlen(path)), "token",
+	return json_pack("{sI ss sI si so so so so so sb si ss so ss ss sI}", "seq",
+			 (json_int_t)r->seq, "kind", r->kind, "conn", (json_int_t)r->conn,
+			 "stream", (int)r->stream, "method", sim_json_bytes(method, strlen(method)),
+			 "path", sim_json_bytes(path, strlen(path)), "token",
 			 sim_json_bytes(r->token, strlen(r->token)), "headers", headers, "body",
 			 sim_json_bytes(r->body, r->body_len), "json_ok", (int)r->json_ok, "status",
-			 r->status, "reason", r->reason, "apns_id", r->push_id, "outcome",
-			 sim_outcome_name(r->outcome), "ts_ms", (json_int_t)r->ts_ms);
+			 r->status, "reason", r->reason, "id",
+			 sim_json_bytes(r->push_id, strlen(r->push_id)), "apns_id",
+			 apns ? r->push_id : "", "outcome", sim_outcome_name(r->outcome), "ts_ms",
+			 (json_int_t)r->ts_ms);
 }
 
 json_t *sim_records_json(const struct sim_records *rec)

@@ -28,6 +28,7 @@ struct sim_record_in {
 	size_t hdrs_len;
 	char *body;
 	size_t body_len;
+	const char *kind; /* "apns", "fcm" or "oauth"; a string literal or NULL */
 	const char *token;
 	const char *push_id;
 	bool json_ok;

@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 struct sim;
+struct sim_step;
 
 /* A complete request. Every pointer is owned by the connection layer and
  * valid during sim_route_dispatch() only. */
@@ -53,8 +56,9 @@ struct sim_reply {
 	char *body; /* heap */
 	size_t body_len;
 	/* For the request log. */
+	const char *kind; /* "apns", "fcm" or "oauth"; a string literal */
 	char reason[64];
-	char push_id[40];
+	char push_id[192]; /* apns-id, FCM message name or issued access token */
 	char token[256];
 	bool json_ok;
 };
@@ -64,7 +68,15 @@ void sim_reply_header(struct sim_reply *reply, const char *name, const char *val
 /* Replaces the body; returns 0 or -1 (no memory). */
 int sim_reply_body(struct sim_reply *reply, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* Replaces the body with doc serialised the way Google's front ends do
+ * (two-space indent). Takes the reference to doc; returns 0 or -1. */
+int sim_reply_json(struct sim_reply *reply, json_t *doc);
 void sim_reply_clear(struct sim_reply *reply);
+
+/* Applies what a scripted step says about the transport whatever the service:
+ * its delay, drop/rst/no_answer, GOAWAY after answering and Retry-After.
+ * Returns true when the step leaves nothing to answer (drop, rst, no_answer). */
+bool sim_reply_transport_step(struct sim_reply *reply, const struct sim_step *step);
 
 /* Fills reply for req. Never fails: a service that cannot decide answers 500. */
 void sim_route_dispatch(struct sim *sim, const struct sim_request *req, struct sim_reply *reply);

@@ -74,6 +74,29 @@ static int sim_step_string(const json_t *o, const char *name, char *out, size_t 
 	return 0;
 }
 
+static const char *const sim_step_fields[] = {
+	"status", "reason", "timestamp", "delay_ms", "retry_after", "fcm", "bad_request",
+	"goaway", "drop", "rst", "no_answer",
+};
+
+/* A misspelt field would otherwise be a step that silently does nothing. */
+static bool sim_step_fields_known(const json_t *o)
+{
+	const char *name;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach((json_t *)o, name, v) {
+		bool known = false;
+
+		for (i = 0; i < sizeof(sim_step_fields) / sizeof(sim_step_fields[0]); i++)
+			known = known || strcmp(name, sim_step_fields[i]) == 0;
+		if (!known)
+			return false;
+	}
+	return true;
+}
+
 /* Returns NULL or the name of the field that is wrong. */
 static const char *sim_step_parse(const json_t *o, struct sim_step *step)
 {
@@ -81,6 +104,8 @@ static const char *sim_step_parse(const json_t *o, struct sim_step *step)
 
 	if (!json_is_object(o))
 		return "step (expected an object)";
+	if (!sim_step_fields_known(o))
+		return "step (unknown field; see tests/sim/README.md)";
 	if ((v = json_object_get(o, "status"))) {
 		if (!json_is_integer(v) || json_integer_value(v) < 100 ||
 		    json_integer_value(v) > 599)
@@ -104,6 +129,10 @@ static const char *sim_step_parse(const json_t *o, struct sim_step *step)
 		return "reason (expected a short string)";
 	if (sim_step_string(o, "retry_after", step->retry_after, sizeof(step->retry_after)) < 0)
 		return "retry_after (expected a short string)";
+	if (sim_step_string(o, "fcm", step->fcm, sizeof(step->fcm)) < 0)
+		return "fcm (expected an FCM errorCode such as UNREGISTERED)";
+	if (sim_step_string(o, "bad_request", step->bad_request, sizeof(step->bad_request)) < 0)
+		return "bad_request (expected a field name such as message.android.ttl)";
 	if (sim_step_flag(o, "goaway", &step->goaway) < 0)
 		return "goaway (expected a boolean)";
 	if (sim_step_flag(o, "drop", &step->drop) < 0)

@@ -20,6 +20,8 @@ struct sim_step {
 	bool has_delay;
 	unsigned delay_ms;
 	char retry_after[32]; /* empty: no header */
+	char fcm[48];          /* FCM: FcmError errorCode; empty: none */
+	char bad_request[128]; /* FCM: field of a BadRequest detail; empty: none */
 	bool goaway;
 	bool drop;
 	bool rst;

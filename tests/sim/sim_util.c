@@ -96,7 +96,7 @@ void sim_rng_seed(struct sim_rng *rng)
 		rng->state = (uint64_t)sim_wall_ms() ^ ((uint64_t)clock() << 32);
 }
 
-static uint64_t sim_rng_next(struct sim_rng *rng)
+uint64_t sim_rng_next(struct sim_rng *rng)
 {
 	uint64_t z = (rng->state += 0x9e3779b97f4a7c15ULL);
 

@@ -35,6 +35,7 @@ struct sim_rng {
 };
 
 void sim_rng_seed(struct sim_rng *rng);
+uint64_t sim_rng_next(struct sim_rng *rng);
 /* Writes a lower-case random (version 4) UUID and its NUL. */
 void sim_uuid(struct sim_rng *rng, char out[37]);
 
