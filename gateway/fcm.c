@@ -319,6 +319,7 @@ typedef struct fcm_error_doc {
 	const char *error_code; /* FcmError errorCode, or NULL */
 	bool bad_request;       /* a BadRequest detail names something… */
 	bool bad_request_token_only; /* …and only message.token */
+	bool message_names_token;    /* "The registration token is not a valid …" */
 } fcm_error_doc;
 
 static void read_error_doc(json_t *root, fcm_error_doc *d)
@@ -328,6 +329,8 @@ static void read_error_doc(json_t *root, fcm_error_doc *d)
 
 	memset(d, 0, sizeof *d);
 	d->status = json_string_value(json_object_get(err, "status"));
+	d->message_names_token = json_is_string(json_object_get(err, "message")) &&
+				 strcasestr(json_string_value(json_object_get(err, "message")), "token") != NULL;
 	json_array_foreach(json_object_get(err, "details"), i, det) {
 		const char *type = json_string_value(json_object_get(det, "@type"));
 		json_t *fv;
@@ -375,8 +378,9 @@ void fcm_classify(int http_status, const char *body, size_t len, fcm_verdict *v)
 	if (strcmp(code, "UNREGISTERED") == 0 || strcmp(code, "SENDER_ID_MISMATCH") == 0) {
 		verdict(v, PGW_PUSH_INVALID_TOKEN, code, NULL, FCM_DONE, false);
 	} else if (strcmp(code, "INVALID_ARGUMENT") == 0) {
-		/* a dead token only when FCM blames the token, not our message */
-		if (!d.bad_request || d.bad_request_token_only)
+		/* a dead token only when FCM blames the token, not our message
+		 * (an oversized message comes back in the same shape) */
+		if (d.bad_request ? d.bad_request_token_only : d.message_names_token)
 			verdict(v, PGW_PUSH_INVALID_TOKEN, "INVALID_ARGUMENT", NULL, FCM_DONE, false);
 		else
 			verdict(v, PGW_PUSH_FAILED, "config_error", code, FCM_DONE, true);

@@ -123,6 +123,14 @@ static json_t *pushgw_apns_alert(const enc *e)
 	return pushgw_apns(e, aps);
 }
 
+/* FCM refuses these data keys ("from", "message_type", "google…", "gcm…"):
+ * a call.data key among them is left out of the FCM message. */
+static bool fcm_reserved_key(const char *key)
+{
+	return strcmp(key, "from") == 0 || strcmp(key, "message_type") == 0 ||
+	       strncmp(key, "google", 6) == 0 || strncmp(key, "gcm", 3) == 0;
+}
+
 static json_t *pushgw_fcm(const enc *e)
 {
 	json_t *msg = json_object(), *data = json_object();
@@ -136,9 +144,12 @@ static json_t *pushgw_fcm(const enc *e)
 	/* call.data first, so our own keys win on a clash */
 	if (e->call->data)
 		json_object_foreach((json_t *)e->call->data, key, val)
-			if (json_is_string(val))
+			if (json_is_string(val) && !fcm_reserved_key(key))
 				json_object_set(data, key, val);
 	pushgw_call_fields(data, e);
+	/* FCM reserves "from" as a data key: the caller goes as "caller" */
+	json_object_set(data, "caller", json_object_get(data, "from"));
+	json_object_del(data, "from");
 	set_str(data, "video", e->call->video ? "true" : "false");
 	set_str(data, "wake_id", e->ctx->wake_id);
 	snprintf(buf, sizeof buf, "%lld", (long long)e->ctx->sent_at_s);

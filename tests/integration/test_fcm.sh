@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Android: FCM HTTP v1 with service-account OAuth over the same HTTP/2 pool,
+# FCM's error classes, mixed APNs+FCM fan-out, cancel, and the RFC 8599 forms
+# Android softphones register. Real pushgw, real simulator, real curl.
+source tests/integration/lib.sh
+
+PROJECT=pushgw-test
+EMAIL="pushgw-test@$PROJECT.iam.gserviceaccount.com"
+make_certs
+start_sim A --sa-pub "$EMAIL=$WORK/certs/sa_pub.pem" --fcm-project "$PROJECT"
+bash tests/sim/make-sa.sh "$WORK/certs" "https://127.0.0.1:$SIM_PORT_A/token" "$PROJECT" >/dev/null
+FCM_FILTER=".apps.phone.fcm = {service_account_file: \"$WORK/certs/service-account.json\", url: \"https://127.0.0.1:$SIM_PORT_A\", sender_id: \"123456789012\"}"
+sim_ctl A POST /reset >/dev/null
+write_config "$WORK/fcm.json" A "$FCM_FILTER"
+start_gw F "$WORK/fcm.json" || exit 1
+
+FTOK="dGVzdDp0b2tlbg:APA91bH-fcm_token_$(tok 1 | cut -c1-20)"
+fcm_body() { # fcm_body TOKEN [CALL_ID] [filter]
+	jq -cn --arg t "$1" --arg c "${2:-f-1}" '{devices: [{provider: "fcm", token: $t, app: "phone"}],
+	  call: {id: $c, from: "+15551234567", from_name: "Alice", to: "1001", data: {room: "blue"}}} | '"${3:-.}"
+}
+fcm_reqs() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.kind == "fcm" and .token == $t)]'; }
+
+t_wake_reaches_fcm_with_the_spec_message() {
+	begin "an FCM wake carries the SPEC message with string-only data, OAuth bearer, HIGH priority"
+	api F POST /v1/wake "$(fcm_body "$FTOK" f-1 '.ttl = 45')"
+	expect_eq "status" "$(jqb '.results[0].status')" sent
+	expect_eq "provider" "$(jqb '.results[0].provider')" fcm
+	check "message id as push_id" grep -q . <<<"$(jqb '.results[0].push_id')"
+	local r; r=$(fcm_reqs "$FTOK" | jq -c '.[-1]')
+	expect_eq ":path" "$(jq -r .path <<<"$r")" "/v1/projects/$PROJECT/messages:send"
+	check "bearer token from the token endpoint" grep -q '^Bearer ya29' <<<"$(jq -r .headers.authorization <<<"$r")"
+	local m; m=$(jq -r .body <<<"$r" | jq -c .message)
+	expect_eq "token kept whole, ':' included" "$(jq -r .token <<<"$m")" "$FTOK"
+	expect_eq "android.priority" "$(jq -r .android.priority <<<"$m")" HIGH
+	expect_eq "android.ttl" "$(jq -r .android.ttl <<<"$m")" 45s
+	expect_eq "data.type" "$(jq -r .data.type <<<"$m")" call
+	expect_eq "data.call_id" "$(jq -r .data.call_id <<<"$m")" f-1
+	expect_eq "data.caller" "$(jq -r .data.caller <<<"$m")" "+15551234567"
+	expect_eq "data.video is a string" "$(jq -r .data.video <<<"$m")" false
+	expect_eq "data.wake_id" "$(jq -r .data.wake_id <<<"$m")" "$(jqb .id)"
+	expect_eq "every data value is a string" "$(jq '[.data[] | type] | unique' -c <<<"$m")" '["string"]'
+	expect_eq "no reserved key 'from'" "$(jq '.data | has("from")' <<<"$m")" false
+}
+
+t_one_token_serves_many_wakes() {
+	begin "one OAuth token serves 100 wakes"
+	local before; before=$(sim_ctl A GET /stats | jq .oauth_issued)
+	local cfg="$WORK/f100.txt" i
+	: >"$cfg"
+	for i in $(seq 1 100); do
+		[ "$i" = 1 ] || echo next >>"$cfg"
+		printf 'url = "http://127.0.0.1:%s/v1/wake"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "%s"\noutput = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n' \
+			"$GW_PORT_F" "$KEY_WAKE" "$(fcm_body "$FTOK-$i" "many-$i" | sed 's/"/\\"/g')" >>"$cfg"
+	done
+	local codes; codes=$(curl -sS --no-progress-meter --parallel --parallel-max 20 --config "$cfg")
+	expect_eq "100 answered" "$(grep -c '^200$' <<<"$codes")" 100
+	expect_eq "100 FCM requests sent" "$(sim_ctl A GET /requests | jq '[.[] | select(.kind == "fcm" and (.token | startswith("'"$FTOK"'-")) and .status == 200)] | length')" 100
+	expect_eq "no new token fetched" "$(sim_ctl A GET /stats | jq .oauth_issued)" "$before"
+}
+
+# one_fcm TOKEN_SUFFIX STEPS STATUS REASON [ATTEMPTS]
+one_fcm() {
+	local t="$FTOK-e$1"
+	sim_ctl A POST /script "{\"$t\": $2}" >/dev/null
+	api F POST /v1/wake "$(fcm_body "$t" "e$1")"
+	expect_eq "$4: status" "$(jqb '.results[0].status')" "$3"
+	expect_eq "$4: reason" "$(jqb '.results[0].reason')" "$4"
+	[ -z "${5:-}" ] || expect_eq "$4: attempts" "$(jqb '.results[0].attempts')" "$5"
+	return 0
+}
+
+t_fcm_errors_map_to_statuses() {
+	begin "each FCM error class maps to the right status"
+	one_fcm 1 '[{"status":404,"fcm":"UNREGISTERED"}]' invalid_token UNREGISTERED
+	one_fcm 2 '[{"status":403,"fcm":"SENDER_ID_MISMATCH"}]' invalid_token SENDER_ID_MISMATCH
+	one_fcm 3 '[{"status":400,"fcm":"INVALID_ARGUMENT"}]' invalid_token INVALID_ARGUMENT
+	one_fcm 4 '[{"status":400,"fcm":"INVALID_ARGUMENT","bad_request":"message.android.ttl"}]' failed config_error 1
+	one_fcm 5 '[{"status":401,"fcm":"THIRD_PARTY_AUTH_ERROR"}]' failed auth_error 1
+	one_fcm 6 '[{"status":503,"fcm":"UNAVAILABLE"},{"status":200}]' sent null 2
+	one_fcm 7 '[{"status":500,"fcm":"INTERNAL"},{"status":500,"fcm":"INTERNAL"},{"status":200}]' sent null 3
+	local t="$FTOK-q"
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"1\"},{\"status\":200}]}" >/dev/null
+	local start; start=$(date +%s%N)
+	api F POST /v1/wake "$(fcm_body "$t" q)"
+	local took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "QUOTA_EXCEEDED then 200: sent" "$(jqb '.results[0].status')" sent
+	check "retried after Retry-After: 1 (took ${took} ms)" test "$took" -ge 1000
+	t="$FTOK-q2"
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"30\"}]}" >/dev/null
+	api F POST /v1/wake "$(fcm_body "$t" q2)"
+	expect_eq "Retry-After beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
+	expect_eq "reason" "$(jqb '.results[0].reason')" QUOTA_EXCEEDED
+}
+
+t_revoked_token_is_refreshed_once() {
+	begin "a 401 from FCM refreshes the OAuth token once and retries"
+	local before; before=$(sim_ctl A GET /stats | jq .oauth_issued)
+	sim_ctl A POST '/oauth?revoke=1' >/dev/null
+	api F POST /v1/wake "$(fcm_body "$FTOK-r" r)"
+	expect_eq "sent after the refresh" "$(jqb '.results[0].status')" sent
+	expect_eq "two attempts" "$(jqb '.results[0].attempts')" 2
+	expect_eq "one new token" "$(sim_ctl A GET /stats | jq .oauth_issued)" $((before + 1))
+}
+
+t_mixed_wake_fans_out_once_per_device() {
+	begin "2 APNs + 2 FCM + a duplicate: 4 upstream requests, 5 results in order"
+	sim_ctl A POST /reset >/dev/null
+	local a1 a2; a1=$(tok 1800); a2=$(tok 1801)
+	api F POST /v1/wake "$(jq -cn --arg a1 "$a1" --arg a2 "$a2" --arg f1 "$FTOK-m1" --arg f2 "$FTOK-m2" '{devices: [
+	  {provider: "apns", token: $a1, app: "phone"}, {provider: "fcm", token: $f1, app: "phone"},
+	  {provider: "apns", token: $a2, app: "phone"}, {provider: "fcm", token: $f2, app: "phone"},
+	  {provider: "fcm", token: $f1, app: "phone"}], call: {id: "mixed"}}')"
+	expect_eq "5 results" "$(jqb '.results | length')" 5
+	expect_eq "in request order" "$(jqb '[.results[].provider] | join(",")')" apns,fcm,apns,fcm,fcm
+	expect_eq "all sent" "$(jqb '[.results[].status] | unique | join(",")')" sent
+	expect_eq "the duplicate shares its twin's push" "$(jqb '.results[4].push_id == .results[1].push_id')" true
+	expect_eq "exactly 4 upstream requests" "$(sim_ctl A GET /requests | jq '[.[] | select(.kind != "oauth")] | length')" 4
+}
+
+t_android_cancel() {
+	begin "cancel on Android: a high-priority data message with type=cancel"
+	api F POST /v1/cancel "$(fcm_body "$FTOK-c" f-c '.reason = "answered_elsewhere"')"
+	expect_eq "sent" "$(jqb '.results[0].status')" sent
+	local m; m=$(fcm_reqs "$FTOK-c" | jq -r '.[-1].body' | jq -c .message)
+	expect_eq "type" "$(jq -r .data.type <<<"$m")" cancel
+	expect_eq "reason" "$(jq -r .data.reason <<<"$m")" answered_elsewhere
+	expect_eq "call_id" "$(jq -r .data.call_id <<<"$m")" f-c
+	expect_eq "priority" "$(jq -r .android.priority <<<"$m")" HIGH
+}
+
+t_android_contacts_as_softphones_send_them() {
+	begin "RFC 8599 and legacy Android forms: aliases, project id or sender id, ':' kept"
+	local forms=(
+	  "<sip:1@h;pn-provider=fcm;pn-param=$PROJECT;pn-prid=$FTOK-s1>"
+	  "<sip:1@h;pn-provider=android;pn-param=$PROJECT;pn-prid=$FTOK-s2>"
+	  "<sip:1@h;pn-provider=firebase;pn-param=123456789012;pn-prid=$FTOK-s3>"
+	  "<sip:1@h;pn-provider=google;pn-param=$PROJECT;pn-prid=$FTOK-s4>"
+	  "<sip:1@h;pn-type=firebase;app-id=123456789012;pn-tok=$FTOK-s5>"
+	)
+	local i=0 f
+	for f in "${forms[@]}"; do
+		i=$((i + 1))
+		api F PUT "/v1/extensions/7001/devices/a$i" "$(jq -cn --arg c "$f" '{contact: $c}')" "$KEY_REG"
+		expect_eq "form $i registered" "$STATUS" 201
+		expect_eq "form $i is FCM" "$(jqb .provider)" fcm
+	done
+	sim_ctl A POST /reset >/dev/null
+	api F POST /v1/wake '{"extension":"7001","call":{"id":"ext-fcm"}}'
+	expect_eq "five devices woken" "$(jqb '[.results[] | select(.status == "sent")] | length')" 5
+	expect_eq "tokens reached whole" "$(sim_ctl A GET /requests | jq -r '[.[] | select(.kind == "fcm") | .token] | sort | join(" ")')" \
+		"$FTOK-s1 $FTOK-s2 $FTOK-s3 $FTOK-s4 $FTOK-s5"
+	api F PUT /v1/extensions/7001/devices/bad "$(jq -cn '{contact: "<sip:1@h;pn-provider=fcm;pn-param=other-project;pn-prid=x:y>"}')" "$KEY_REG"
+	check "an unknown project with one FCM app falls back to it (status $STATUS)" test "$STATUS" = 201
+	api F PUT /v1/extensions/7001/devices/bad2 "$(jq -cn '{contact: "<sip:1@h;pn-provider=gcm;pn-param=p;pn-prid=x>"}')" "$KEY_REG"
+	expect_eq "unknown provider" "$STATUS" 400
+	check "names pn-provider" grep -q pn-provider <<<"$(jqb .error.message)"
+}
+
+t_rejected_assertion_is_auth_error() {
+	begin "a rejected OAuth assertion gives auth_error at once, not a hang or a crash"
+	sim_ctl A POST '/oauth?fail=1000' >/dev/null
+	start_gw G "$WORK/fcm.json" || { bad "start"; return; }
+	api G POST /v1/wake "$(fcm_body "$FTOK-x" x '.timeout_ms = 4000')"
+	expect_eq "HTTP 200" "$STATUS" 200
+	expect_eq "failed" "$(jqb '.results[0].status')" failed
+	expect_eq "auth_error" "$(jqb '.results[0].reason')" auth_error
+	check "answered well before the timeout ($(jqb '.results[0].latency_ms') ms)" test "$(jqb '.results[0].latency_ms | floor')" -lt 3000
+	check "the failure is logged" grep -q 'fcm access token fetch failed' "$WORK/gw-G.log"
+	sim_ctl A POST '/oauth?fail=0' >/dev/null
+	stop_gw G
+	expect_eq "exit status" "$GW_EXIT" 0
+}
+
+t_short_lived_token_is_refreshed_ahead() {
+	begin "a short-lived OAuth token is refreshed before it expires"
+	sim_ctl A POST '/oauth?ttl=3' >/dev/null
+	start_gw H "$WORK/fcm.json" || { bad "start"; return; }
+	sleep 0.5
+	local first; first=$(sim_ctl A GET /stats | jq .oauth_issued)
+	sleep 3.5
+	check "fetched again ahead of expiry ($(sim_ctl A GET /stats | jq .oauth_issued) > $first)" \
+		test "$(sim_ctl A GET /stats | jq .oauth_issued)" -gt "$first"
+	api H POST /v1/wake "$(fcm_body "$FTOK-h" h)"
+	expect_eq "a wake after the first token expired: sent at the first try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts // 1')" sent,1
+	sim_ctl A POST '/oauth?ttl=3600' >/dev/null
+	stop_gw H
+}
+
+t_bad_service_accounts_fail_check() {
+	begin "--check names what is wrong with a service-account file"
+	jq 'del(.client_email)' "$WORK/certs/service-account.json" >"$WORK/sa-noemail.json"; chmod 600 "$WORK/sa-noemail.json"
+	jq '.private_key = "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n"' "$WORK/certs/service-account.json" >"$WORK/sa-badkey.json"; chmod 600 "$WORK/sa-badkey.json"
+	cp "$WORK/certs/service-account.json" "$WORK/sa-open.json"; chmod 644 "$WORK/sa-open.json"
+	local f out
+	for f in noemail badkey open; do
+		jq --arg s "$WORK/sa-$f.json" '.apps.phone.fcm.service_account_file = $s' "$WORK/fcm.json" >"$WORK/fcm-$f.json"
+		out=$($PUSHGW -c "$WORK/fcm-$f.json" --check 2>&1); expect_eq "$f: exit 1" "$?" 1
+		check "$f: names the field ($out)" grep -q 'apps.phone.fcm.service_account_file' <<<"$out"
+	done
+	check "missing field named" grep -q client_email <<<"$($PUSHGW -c "$WORK/fcm-noemail.json" --check 2>&1)"
+	check "bad key named" grep -qi private_key <<<"$($PUSHGW -c "$WORK/fcm-badkey.json" --check 2>&1)"
+	check "world-readable named" grep -qi 'readable' <<<"$($PUSHGW -c "$WORK/fcm-open.json" --check 2>&1)"
+}
+
+t_wake_reaches_fcm_with_the_spec_message
+t_one_token_serves_many_wakes
+t_fcm_errors_map_to_statuses
+t_revoked_token_is_refreshed_once
+t_mixed_wake_fans_out_once_per_device
+t_android_cancel
+t_android_contacts_as_softphones_send_them
+t_rejected_assertion_is_auth_error
+t_short_lived_token_is_refreshed_ahead
+t_bad_service_accounts_fail_check
+stop_gw F
+summary
