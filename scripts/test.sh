@@ -36,6 +36,7 @@ make -s -j"$jobs" all unit-bins >/dev/null || { echo "build: 0 passed, 1 failed"
 stage unit scripts/run-unit.sh build/tests/test_*
 stage "simulator self-test" env PUSHSIM=build/pushsim bash tests/sim/selftest.sh
 stage integration integration build
+stage "end to end: Kamailio + SIPp phones" env BUILD=build bash tests/e2e/run.sh
 stage "container build steps on a clean copy" scripts/container-build-check.sh
 echo "== build (ASan+UBSan)"
 make -s -j"$jobs" asan >/dev/null || { echo "asan build: 0 passed, 1 failed"; exit 1; }
