@@ -15,6 +15,8 @@
 #define FETCH_TIMEOUT_MS 10000
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 60000
+/* Google grants an hour; a longer claim is cut so the clock maths cannot overflow. */
+#define TOKEN_LIFETIME_MAX_S 86400
 
 typedef struct waiter {
 	struct waiter *next;
@@ -113,7 +115,8 @@ static bool take_token(fcm_auth *auth, const h2_response *resp)
 		json_decref(root);
 		return false;
 	}
-	lifetime_ms = json_integer_value(exp) * 1000;
+	lifetime_ms = (json_integer_value(exp) < TOKEN_LIFETIME_MAX_S ? json_integer_value(exp)
+								      : TOKEN_LIFETIME_MAX_S) * 1000;
 	json_decref(root);
 	free(auth->header);
 	auth->header = header;
