@@ -23,11 +23,18 @@ stage() { # stage NAME CMD…: run, show its output, count its summary line
 	fi
 	rm -f "$out"
 }
-integration() { # integration BUILD_DIR
-	local rc=0 t
+integration() { # integration BUILD_DIR: every tests/integration suite, then their total
+	local rc=0 t out p=0 f=0 line lp lf
 	for t in tests/integration/test_*.sh; do
-		BUILD="$1" bash "$t" || rc=1
+		out=$(BUILD="$1" bash "$t" 2>&1) || rc=1
+		echo "$out" | grep -E '^(FAIL|pushgw .* did not start)' | head -20
+		line=$(grep -E '[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n1)
+		echo "  ${line:-$t: no summary}"
+		[ -n "$line" ] || f=$((f + 1))
+		lp=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); lf=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
+		p=$((p + ${lp:-0})); f=$((f + ${lf:-0}))
 	done
+	echo "integration: $p passed, $f failed"
 	return $rc
 }
 jobs=$(nproc 2>/dev/null || echo 2)
