@@ -19,7 +19,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SIM_SRC  := $(wildcard tests/sim/*.c)
 SIM_OBJ  := $(SIM_SRC:tests/sim/%.c=$(BUILD)/sim/%.o)
 
-.PHONY: all deps run test unit unit-bins integration asan valgrind bench fuzz clean format
+.PHONY: all deps run test unit unit-bins integration asan valgrind bench soak fuzz clean format
 
 all: $(BUILD)/pushgw $(BUILD)/pushsim
 
@@ -65,6 +65,10 @@ asan:
 
 bench: all
 	@bench/run.sh
+
+# Ten minutes of load with an upstream fault every 30 s (not part of make test).
+soak: all
+	@tests/soak/run.sh
 
 clean:
 	rm -rf build build-asan
