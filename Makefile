@@ -66,6 +66,15 @@ asan:
 bench: all
 	@bench/run.sh
 
+# libFuzzer targets (clang) in build-fuzz/: FUZZ_SECONDS (60) each, or a
+# short smoke run of every target; see tests/fuzz/run.sh.
+fuzz:
+	@tests/fuzz/run.sh --seconds $(or $(FUZZ_SECONDS),60)
+
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	@tests/fuzz/run.sh --smoke
+
 clean:
 	rm -rf build build-asan
 
