@@ -70,8 +70,17 @@ bench: all
 soak: all
 	@tests/soak/run.sh
 
+# libFuzzer targets (clang) in build-fuzz/: FUZZ_SECONDS (60) each, or a
+# short smoke run of every target; see tests/fuzz/run.sh.
+fuzz:
+	@tests/fuzz/run.sh --seconds $(or $(FUZZ_SECONDS),60)
+
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	@tests/fuzz/run.sh --smoke
+
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 format:
 	clang-format -i gateway/*.c include/pushgw/*.h tests/unit/*.c tests/sim/*.c

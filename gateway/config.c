@@ -57,7 +57,7 @@ static void report_append(loader *ld, const char *line)
 /* "<file>: <field>: <message>"; field NULL for the file as a whole. */
 static void problem(loader *ld, const char *field, const char *fmt, ...)
 {
-	char msg[768], line[1280];
+	char msg[768], line[1280], *p;
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -67,6 +67,10 @@ static void problem(loader *ld, const char *field, const char *fmt, ...)
 		snprintf(line, sizeof line, "%s: %s: %s", ld->file, field, msg);
 	else
 		snprintf(line, sizeof line, "%s: %s", ld->file, msg);
+	/* one problem, one line: names from the file may hold control bytes */
+	for (p = line; *p; p++)
+		if ((unsigned char)*p < ' ')
+			*p = '?';
 	ld->problems++;
 	if (!ld->first && !(ld->first = strdup(line)))
 		ld->oom = true;

@@ -55,6 +55,7 @@ valgrind_wake() {
 		BUILD=build bash tests/integration/test_wake.sh
 }
 stage "integration under valgrind (memcheck; exit 0 required)" valgrind_wake
+stage "fuzz smoke (libFuzzer, 10 s a target)" tests/fuzz/run.sh --smoke
 echo
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]
