@@ -2,13 +2,14 @@
 # everything (installing missing Debian packages first), `make bench` measures.
 
 CC      ?= cc
-PKGS    := libmicrohttpd libnghttp2 openssl jansson libjwt sqlite3 libcurl gnutls
+PKGS    := libmicrohttpd libnghttp2 openssl jansson libjwt sqlite3 libcurl gnutls libpq
 BUILD   ?= build
 SAN     ?=
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            $(OPT) -g -Iinclude $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 GW_SRC   := $(wildcard gateway/*.c)
@@ -28,7 +29,7 @@ deps:
 
 $(BUILD)/obj/%.o: gateway/%.c $(wildcard include/pushgw/*.h) | deps-quiet
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -c $< -o $@
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/pushgw: $(GW_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -42,7 +43,7 @@ $(BUILD)/pushsim: $(SIM_OBJ)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/check.h $(LIB_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS)
 
 # Installs nothing when everything is there; quiet so builds stay readable.
 .PHONY: deps-quiet

@@ -1210,10 +1210,22 @@ static void apply_env(loader *ld)
 		else
 			cfg->log_level = lv;
 	}
-	if ((v = env_set("PUSHGW_REGISTRY_PATH"))) {
+	/* A shared database is a deliberate choice: PUSHGW_REGISTRY_URL sets
+	 * it, and the file path (which the container image sets by default)
+	 * moves only a file registry, never replaces a configured URL. */
+	if ((v = env_set("PUSHGW_REGISTRY_URL"))) {
+		if (!is_postgres_url(v)) {
+			problem(ld, "environment variable PUSHGW_REGISTRY_URL",
+				"expected a postgresql:// or postgres:// URL");
+		} else {
+			free(cfg->registry_path);
+			free(cfg->registry_url);
+			cfg->registry_path = NULL;
+			cfg->registry_url = ld_strdup(ld, v);
+		}
+	}
+	if ((v = env_set("PUSHGW_REGISTRY_PATH")) && !cfg->registry_url) {
 		free(cfg->registry_path);
-		free(cfg->registry_url);
-		cfg->registry_url = NULL;
 		cfg->registry_path = ld_path(ld, v);
 	}
 }

@@ -326,6 +326,8 @@ static enum MHD_Result serve_get(struct MHD_Connection *c, request *r, const cha
 	case ROUTE_READYZ:
 		if (atomic_load(&api->draining))
 			return send_text(c, r, 503, "draining\n");
+		if (api->reg && !registry_healthy(api->reg))
+			return send_text(c, r, 503, "registry unavailable\n");
 		return send_text(c, r, 200, "ready\n");
 	case ROUTE_METRICS:
 		return serve_metrics(c, r);
@@ -653,13 +655,14 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 		return send_error(c, r, rc == PGW_EAUTH ? 403 : 400,
 				  rc == PGW_EAUTH ? "forbidden" : "invalid_request", msg);
 	}
-	rc = registry_put(api->reg, r->ext, r->device_id, &t, &created);
+	/* The stored row comes back from the write itself: a read after it
+	 * could already miss the row if another request or replica moved the
+	 * token away in between. */
+	rc = registry_put_stored(api->reg, r->ext, r->device_id, &t, &created, &stored);
 	target_clear(&t);
 	if (rc != PGW_OK)
 		return registry_failed(c, r, rc);
 	metrics_count("pushgw_registrations_total", created ? "result=\"created\"" : "result=\"replaced\"", 1);
-	if (registry_get(api->reg, r->ext, r->device_id, &stored) != PGW_OK)
-		return send_error(c, r, 500, "internal_error", "stored, but cannot be read back");
 	ret = send_json(c, r, created ? 201 : 200, device_json(stored, cfg));
 	registry_devices_free(stored, 1);
 	return ret;

@@ -1,453 +1,29 @@
-/* Durable device registry on SQLite (WAL, synchronous=FULL): a write returns
- * only after its transaction is on disk. Any thread may call any function.
- * Writes queue up and one caller at a time commits the whole queue on the
- * single writer connection (group commit: one fsync for many registrations);
- * reads take one of a few reader connections and run in parallel. */
+/* Device registry front (SPEC §3 "Registry"): checks arguments, logs moves
+ * and prunes, and hands storage to the backend the config names — SQLite
+ * (registry.path) or PostgreSQL shared by replicas (registry.url). Any
+ * thread but the event loop's may call any function. */
 #include "pushgw/registry.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
-#include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "pushgw/log.h"
+#include "pushgw/registry_backend.h"
 #include "pushgw/util.h"
 
 #define ID_MAX 128
-#define READERS 4
-#define BUSY_TIMEOUT_MS 5000
-/* Caps one transaction, so the caller committing a burst is not held for
- * all of it. */
-#define BATCH_MAX 256
-/* A burst may grow the WAL; give the space back after checkpoints. */
-#define WAL_SIZE_LIMIT (64 * 1024 * 1024)
-
-/* Schema history: entry i upgrades user_version i to i + 1. Append only —
- * a released step is never edited, so any older file upgrades in place.
- * A device's identity (VoIP token, else remote token) is unique per
- * (provider, app): a device lives under one extension and device id.
- * Alert tokens are indexed too, for moves, pruning and environment fixes. */
-static const char *const migrations[] = {
-	"CREATE TABLE device ("
-	"  id INTEGER PRIMARY KEY,"
-	"  extension TEXT NOT NULL,"
-	"  device_id TEXT NOT NULL,"
-	"  provider INTEGER NOT NULL,"
-	"  app TEXT NOT NULL,"
-	"  token TEXT,"
-	"  remote_token TEXT,"
-	"  environment INTEGER NOT NULL DEFAULT 0,"
-	"  call_str TEXT,"
-	"  call_snd TEXT,"
-	"  silent INTEGER NOT NULL DEFAULT 0,"
-	"  created_at INTEGER NOT NULL,"
-	"  updated_at INTEGER NOT NULL);"
-	"CREATE UNIQUE INDEX device_by_extension ON device(extension, device_id);"
-	"CREATE UNIQUE INDEX device_by_token"
-	"  ON device(provider, app, coalesce(token, remote_token));"
-	"CREATE INDEX device_by_remote_token ON device(provider, app, remote_token)"
-	"  WHERE remote_token IS NOT NULL;"
-	/* count(*) walks a whole index (~50 ms at a million rows); metrics ask
-	 * for it often, so keep the number as the rows change. */
-	"CREATE TABLE device_count (n INTEGER NOT NULL);"
-	"INSERT INTO device_count VALUES (0);"
-	"CREATE TRIGGER device_added AFTER INSERT ON device"
-	"  BEGIN UPDATE device_count SET n = n + 1; END;"
-	"CREATE TRIGGER device_removed AFTER DELETE ON device"
-	"  BEGIN UPDATE device_count SET n = n - 1; END;",
-};
-#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
-
-#define DEVICE_COLUMNS                                                     \
-	"extension, device_id, provider, app, token, remote_token, "       \
-	"environment, call_str, call_snd, silent, created_at, updated_at"
-
-/* The identity expression must match the index text for the planner. */
-#define SAME_TOKEN "provider = ?1 AND app = ?2 AND coalesce(token, remote_token) = ?3"
-/* A device with this alert token. */
-#define SAME_REMOTE "provider = ?1 AND app = ?2 AND remote_token = ?3"
-#define ELSEWHERE " AND NOT (extension = ?4 AND device_id = ?5)"
-
-enum stmt_id {
-	ST_BEGIN,
-	ST_COMMIT,
-	ST_ROLLBACK,
-	ST_SAVEPOINT,
-	ST_RELEASE,
-	ST_ROLLBACK_TO,
-	ST_MOVE_AWAY,
-	ST_MOVE_AWAY_REMOTE,
-	ST_UPDATE,
-	ST_INSERT,
-	ST_DELETE_DEVICE,
-	ST_DELETE_EXTENSION,
-	ST_PRUNE,
-	ST_PRUNE_REMOTE,
-	ST_SET_ENV,
-	ST_SET_ENV_REMOTE,
-	ST_LIST,
-	ST_GET,
-	ST_COUNT,
-	ST_N_STATEMENTS,
-};
-
-static const char *const stmt_sql[ST_N_STATEMENTS] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_SAVEPOINT] = "SAVEPOINT op",
-	[ST_RELEASE] = "RELEASE op",
-	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
-	[ST_MOVE_AWAY] = "DELETE FROM device WHERE " SAME_TOKEN ELSEWHERE,
-	[ST_MOVE_AWAY_REMOTE] = "DELETE FROM device WHERE " SAME_REMOTE ELSEWHERE,
-	[ST_UPDATE] = "UPDATE device SET provider = ?3, app = ?4, token = ?5,"
-		      " remote_token = ?6, environment = ?7, call_str = ?8,"
-		      " call_snd = ?9, silent = ?10, updated_at = ?11"
-		      " WHERE extension = ?1 AND device_id = ?2",
-	[ST_INSERT] = "INSERT INTO device (" DEVICE_COLUMNS ")"
-		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-	[ST_DELETE_DEVICE] = "DELETE FROM device WHERE extension = ?1 AND device_id = ?2",
-	[ST_DELETE_EXTENSION] = "DELETE FROM device WHERE extension = ?1",
-	[ST_PRUNE] = "DELETE FROM device WHERE " SAME_TOKEN
-		     " AND (?4 = 0 OR updated_at < ?4)",
-	[ST_PRUNE_REMOTE] = "UPDATE device SET remote_token = NULL WHERE " SAME_REMOTE
-			    " AND token IS NOT NULL AND (?4 = 0 OR updated_at < ?4)",
-	[ST_SET_ENV] = "UPDATE device SET environment = ?4 WHERE " SAME_TOKEN,
-	[ST_SET_ENV_REMOTE] = "UPDATE device SET environment = ?4 WHERE " SAME_REMOTE,
-	[ST_LIST] = "SELECT " DEVICE_COLUMNS " FROM device WHERE extension = ?1"
-		    " ORDER BY created_at, id",
-	[ST_GET] = "SELECT " DEVICE_COLUMNS " FROM device"
-		   " WHERE extension = ?1 AND device_id = ?2",
-	[ST_COUNT] = "SELECT n FROM device_count",
-};
-
-/* One SQLite connection and its prepared statements (made on first use and
- * kept for the life of the connection). Used by one thread at a time. */
-typedef struct reg_conn {
-	sqlite3 *db;
-	sqlite3_stmt *stmt[ST_N_STATEMENTS];
-	struct reg_conn *next_idle;
-} reg_conn;
-
-/* A queued write. run() executes inside the batch transaction; its result
- * counts only once the batch has committed. */
-typedef struct write_op {
-	pgw_err (*run)(reg_conn *c, struct write_op *op);
-	pgw_err rc;
-	bool done;
-	struct write_op *next;
-} write_op;
 
 struct registry {
-	char *path;
-
-	/* Writes: the queue, and whether some caller is committing a batch. */
-	pthread_mutex_t write_lock;
-	pthread_cond_t write_done;
-	write_op *queue_head, *queue_tail;
-	bool committing;
-	reg_conn writer;
-
-	/* Reads: idle reader connections. */
-	pthread_mutex_t read_lock;
-	pthread_cond_t reader_free;
-	reg_conn *idle;
-	reg_conn readers[READERS];
+	const registry_backend *ops;
+	registry_store *store;
 };
-
-/* ---- connections ---- */
-
-static pgw_err map_sqlite(int rc)
-{
-	switch (rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_DONE:
-	case SQLITE_ROW:
-		return PGW_OK;
-	case SQLITE_NOMEM:
-		return PGW_ENOMEM;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return PGW_ETIMEOUT;
-	case SQLITE_CONSTRAINT:
-	case SQLITE_MISMATCH:
-	case SQLITE_RANGE:
-	case SQLITE_TOOBIG:
-		return PGW_EINVAL;
-	default:
-		return PGW_EIO;
-	}
-}
-
-static pgw_err log_failure(reg_conn *c, const char *what, int rc)
-{
-	char code[16];
-
-	snprintf(code, sizeof code, "%d", rc);
-	pgw_log(PGW_LOG_ERROR, "registry: sqlite call failed", "op", what,
-		"sqlite_code", code, "error", c->db ? sqlite3_errmsg(c->db) : "-",
-		NULL);
-	return map_sqlite(rc);
-}
-
-/* The cached statement, reset and unbound, or NULL (logged). */
-static sqlite3_stmt *conn_stmt(reg_conn *c, enum stmt_id id)
-{
-	int rc;
-
-	if (c->stmt[id])
-		return c->stmt[id];
-	rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT,
-				&c->stmt[id], NULL);
-	if (rc != SQLITE_OK) {
-		log_failure(c, stmt_sql[id], rc);
-		c->stmt[id] = NULL;
-	}
-	return c->stmt[id];
-}
-
-static void stmt_done(sqlite3_stmt *st)
-{
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-}
-
-/* Step a statement that returns no rows and reset it. */
-static pgw_err conn_exec(reg_conn *c, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-
-	stmt_done(st);
-	if (rc != SQLITE_DONE)
-		return log_failure(c, what, rc);
-	return PGW_OK;
-}
-
-static pgw_err conn_simple(reg_conn *c, enum stmt_id id)
-{
-	sqlite3_stmt *st = conn_stmt(c, id);
-
-	if (!st)
-		return PGW_EIO;
-	return conn_exec(c, st, stmt_sql[id]);
-}
-
-static void conn_close(reg_conn *c)
-{
-	int i;
-
-	for (i = 0; i < ST_N_STATEMENTS; i++)
-		sqlite3_finalize(c->stmt[i]);
-	memset(c->stmt, 0, sizeof c->stmt);
-	sqlite3_close(c->db);
-	c->db = NULL;
-}
-
-/* Run a PRAGMA (or other one-off SQL) on an open connection. */
-static pgw_err conn_pragma(reg_conn *c, const char *sql, char *why, size_t whylen)
-{
-	char *msg = NULL;
-	int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
-
-	if (rc != SQLITE_OK) {
-		snprintf(why, whylen, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
-		sqlite3_free(msg);
-		return map_sqlite(rc);
-	}
-	return PGW_OK;
-}
-
-/* One integer from a single-row query. */
-static pgw_err conn_query_int(reg_conn *c, const char *sql, int64_t *out)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
-
-	if (rc != SQLITE_OK)
-		return log_failure(c, sql, rc);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? PGW_OK : log_failure(c, sql, rc);
-}
-
-static pgw_err conn_open(reg_conn *c, const char *path, char *why, size_t whylen)
-{
-	int rc = sqlite3_open_v2(path, &c->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-
-	if (rc != SQLITE_OK) {
-		snprintf(why, whylen, "cannot open: %s",
-			 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-		return map_sqlite(rc);
-	}
-	sqlite3_extended_result_codes(c->db, 1);
-	sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-	return PGW_OK;
-}
-
-/* WAL so readers never wait for the writer; FULL so a commit is on disk
- * (not only in the OS cache) before the caller hears "ok". */
-static pgw_err writer_configure(reg_conn *c, char *why, size_t whylen)
-{
-	char sql[64];
-	sqlite3_stmt *st;
-	bool wal = false;
-	int rc;
-
-	rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		wal = strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
-	rc = rc == SQLITE_OK ? sqlite3_finalize(st) : rc;
-	if (!wal) {
-		snprintf(why, whylen, "cannot switch to WAL mode: %s",
-			 rc != SQLITE_OK ? sqlite3_errmsg(c->db) : "not supported here");
-		return rc != SQLITE_OK ? map_sqlite(rc) : PGW_EIO;
-	}
-	snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %d", WAL_SIZE_LIMIT);
-	if (conn_pragma(c, "PRAGMA synchronous = FULL", why, whylen) != PGW_OK ||
-	    conn_pragma(c, sql, why, whylen) != PGW_OK)
-		return PGW_EIO;
-	return PGW_OK;
-}
-
-/* ---- schema ---- */
-
-static pgw_err migrate_steps(reg_conn *c, int from, char *why, size_t whylen)
-{
-	char sql[64];
-	int v;
-
-	for (v = from; v < SCHEMA_VERSION; v++) {
-		char *msg = NULL;
-		int rc = sqlite3_exec(c->db, migrations[v], NULL, NULL, &msg);
-
-		if (rc != SQLITE_OK) {
-			snprintf(why, whylen, "schema upgrade to version %d failed: %s",
-				 v + 1, msg ? msg : sqlite3_errstr(rc));
-			sqlite3_free(msg);
-			return map_sqlite(rc);
-		}
-	}
-	/* PRAGMA takes no parameters; the value is our own constant. */
-	snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
-	return conn_pragma(c, sql, why, whylen);
-}
-
-/* Bring the file to SCHEMA_VERSION in one transaction: a crash mid-way
- * leaves the old version intact. An up-to-date file is left untouched. */
-static pgw_err migrate(reg_conn *c, char *why, size_t whylen)
-{
-	char from[24], to[24];
-	int64_t version = 0;
-	pgw_err err;
-
-	err = conn_pragma(c, "BEGIN IMMEDIATE", why, whylen);
-	if (err != PGW_OK)
-		return err;
-	err = conn_query_int(c, "PRAGMA user_version", &version);
-	if (err != PGW_OK) {
-		snprintf(why, whylen, "cannot read the schema version: %s",
-			 sqlite3_errmsg(c->db));
-		goto fail;
-	}
-	if (version > SCHEMA_VERSION) {
-		snprintf(why, whylen,
-			 "schema version %lld is newer than this pushgw supports (%d)",
-			 (long long)version, SCHEMA_VERSION);
-		err = PGW_ECONFIG;
-		goto fail;
-	}
-	if (version == SCHEMA_VERSION)
-		return conn_pragma(c, "COMMIT", why, whylen);
-	err = migrate_steps(c, (int)version, why, whylen);
-	if (err != PGW_OK)
-		goto fail;
-	err = conn_pragma(c, "COMMIT", why, whylen);
-	if (err != PGW_OK)
-		goto fail;
-	snprintf(from, sizeof from, "%lld", (long long)version);
-	snprintf(to, sizeof to, "%d", SCHEMA_VERSION);
-	pgw_log(PGW_LOG_INFO, "registry: schema migrated", "from_version", from,
-		"to_version", to, NULL);
-	return PGW_OK;
-fail:
-	sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	return err;
-}
-
-/* Tokens live here: a new file is private to the owner (SQLite gives its
- * -wal and -shm files the same mode). The folder is synced so the new
- * directory entry itself survives a power cut. */
-static pgw_err create_private_file(const char *path, char *why, size_t whylen)
-{
-	char *dir_copy;
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-	if (fd < 0 && errno == EEXIST)
-		return PGW_OK;
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot create: %s", strerror(errno));
-		return PGW_EIO;
-	}
-	close(fd);
-	dir_copy = strdup(path);
-	if (!dir_copy)
-		return PGW_ENOMEM;
-	fd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	free(dir_copy);
-	return PGW_OK;
-}
 
 /* ---- open / close ---- */
 
-static pgw_err open_readers(registry *reg, char *why, size_t whylen)
-{
-	int i;
-
-	for (i = 0; i < READERS; i++) {
-		reg_conn *c = &reg->readers[i];
-
-		if (conn_open(c, reg->path, why, whylen) != PGW_OK ||
-		    conn_pragma(c, "PRAGMA query_only = ON", why, whylen) != PGW_OK)
-			return PGW_EIO;
-		c->next_idle = reg->idle;
-		reg->idle = c;
-	}
-	return PGW_OK;
-}
-
-static pgw_err registry_alloc(const char *path, registry **out)
-{
-	registry *reg = calloc(1, sizeof *reg);
-
-	if (!reg)
-		return PGW_ENOMEM;
-	reg->path = strdup(path);
-	if (!reg->path) {
-		free(reg);
-		return PGW_ENOMEM;
-	}
-	pthread_mutex_init(&reg->write_lock, NULL);
-	pthread_cond_init(&reg->write_done, NULL);
-	pthread_mutex_init(&reg->read_lock, NULL);
-	pthread_cond_init(&reg->reader_free, NULL);
-	*out = reg;
-	return PGW_OK;
-}
-
-/* "<config file>: registry.path: <db file>: <why>", as config errors read. */
+/* "<config file>: registry.path: <db file>: <why>" or
+ * "<config file>: registry.url: <why>", as config errors read. The URL is
+ * never repeated: it may carry a password. */
 static pgw_err open_error(const pgw_config *cfg, pgw_err err, const char *why,
 			  char *errbuf, size_t errlen)
 {
@@ -455,11 +31,11 @@ static pgw_err open_error(const pgw_config *cfg, pgw_err err, const char *why,
 
 	if (!errbuf || !errlen)
 		return err;
-	if (cfg && cfg->registry_path)
+	if (cfg && cfg->registry_url)
+		snprintf(errbuf, errlen, "%s: registry.url: %s", file, why);
+	else if (cfg && cfg->registry_path)
 		snprintf(errbuf, errlen, "%s: registry.path: %s: %s", file,
 			 cfg->registry_path, why);
-	else if (cfg && cfg->registry_url)
-		snprintf(errbuf, errlen, "%s: registry.url: %s", file, why);
 	else
 		snprintf(errbuf, errlen, "%s: registry.path: %s", file, why);
 	return err;
@@ -468,56 +44,41 @@ static pgw_err open_error(const pgw_config *cfg, pgw_err err, const char *why,
 pgw_err registry_open(const pgw_config *cfg, registry **out, char *errbuf, size_t errlen)
 {
 	char why[512] = "";
-	registry *reg = NULL;
+	const registry_backend *ops;
+	registry *reg;
 	pgw_err err;
 
 	*out = NULL;
-	if (!cfg || !cfg->registry_path) {
-		if (cfg && cfg->registry_url)
-			return open_error(cfg, PGW_ECONFIG,
-					  "PostgreSQL is not supported by this build; use registry.path",
-					  errbuf, errlen);
-		return open_error(cfg, PGW_EINVAL, "no registry file configured",
+	if (cfg && cfg->registry_path && cfg->registry_url)
+		return open_error(cfg, PGW_ECONFIG, "set registry.path or registry.url, not both",
 				  errbuf, errlen);
-	}
-	err = create_private_file(cfg->registry_path, why, sizeof why);
-	if (err != PGW_OK)
+	if (!cfg || (!cfg->registry_path && !cfg->registry_url))
+		return open_error(cfg, PGW_EINVAL, "no registry configured", errbuf, errlen);
+	ops = cfg->registry_url ? &registry_pg_backend : &registry_sqlite_backend;
+	reg = calloc(1, sizeof *reg);
+	if (!reg)
+		return open_error(cfg, PGW_ENOMEM, "out of memory", errbuf, errlen);
+	reg->ops = ops;
+	err = ops->open(cfg, &reg->store, why, sizeof why);
+	if (err != PGW_OK) {
+		free(reg);
 		return open_error(cfg, err, why, errbuf, errlen);
-	err = registry_alloc(cfg->registry_path, &reg);
-	if (err != PGW_OK)
-		return open_error(cfg, err, "out of memory", errbuf, errlen);
-	err = conn_open(&reg->writer, reg->path, why, sizeof why);
-	if (err == PGW_OK)
-		err = writer_configure(&reg->writer, why, sizeof why);
-	if (err == PGW_OK)
-		err = migrate(&reg->writer, why, sizeof why);
-	if (err == PGW_OK)
-		err = open_readers(reg, why, sizeof why);
-	if (err != PGW_OK)
-		goto fail;
+	}
 	*out = reg;
 	return PGW_OK;
-fail:
-	registry_close(reg);
-	return open_error(cfg, err, why, errbuf, errlen);
 }
 
 void registry_close(registry *reg)
 {
-	int i;
-
 	if (!reg)
 		return;
-	for (i = 0; i < READERS; i++)
-		conn_close(&reg->readers[i]);
-	/* The writer goes last: the last connection checkpoints the WAL. */
-	conn_close(&reg->writer);
-	pthread_mutex_destroy(&reg->write_lock);
-	pthread_cond_destroy(&reg->write_done);
-	pthread_mutex_destroy(&reg->read_lock);
-	pthread_cond_destroy(&reg->reader_free);
-	free(reg->path);
+	reg->ops->close(reg->store);
 	free(reg);
+}
+
+bool registry_healthy(registry *reg)
+{
+	return reg && reg->ops->healthy(reg->store);
 }
 
 /* ---- validation ---- */
@@ -553,203 +114,9 @@ bool registry_valid_device_id(const char *id)
 	return valid_id(id);
 }
 
-/* ---- group commit ---- */
-
-/* Run one op inside the batch, undoing only its own changes on failure. */
-static void batch_run_op(reg_conn *c, write_op *op)
-{
-	pgw_err err = conn_simple(c, ST_SAVEPOINT);
-
-	if (err == PGW_OK) {
-		op->rc = op->run(c, op);
-		if (op->rc != PGW_OK)
-			conn_simple(c, ST_ROLLBACK_TO);
-		err = conn_simple(c, ST_RELEASE);
-	}
-	if (err != PGW_OK)
-		op->rc = err;
-}
-
-/* One transaction for the whole batch: the single fsync at COMMIT makes
- * every op in it durable at once. If the commit fails, nothing of the batch
- * happened and every op reports the failure. */
-static void batch_commit(reg_conn *c, write_op *batch)
-{
-	pgw_err err = conn_simple(c, ST_BEGIN);
-	write_op *op;
-
-	for (op = batch; err == PGW_OK && op; op = op->next)
-		batch_run_op(c, op);
-	if (err == PGW_OK)
-		err = conn_simple(c, ST_COMMIT);
-	if (err == PGW_OK)
-		return;
-	if (!sqlite3_get_autocommit(c->db))
-		conn_simple(c, ST_ROLLBACK);
-	for (op = batch; op; op = op->next)
-		op->rc = err;
-}
-
-/* Detach up to BATCH_MAX queued ops. Called with write_lock held. */
-static write_op *queue_take(registry *reg)
-{
-	write_op *head = reg->queue_head, *last = head;
-	int n = 1;
-
-	while (last->next && n < BATCH_MAX) {
-		last = last->next;
-		n++;
-	}
-	reg->queue_head = last->next;
-	if (!reg->queue_head)
-		reg->queue_tail = NULL;
-	last->next = NULL;
-	return head;
-}
-
-/* Queue op and return once a committed batch (or a failed one) holds it.
- * Whoever finds no batch in progress commits what is queued, its own op
- * included; the others sleep until their op is done. */
-static pgw_err registry_write(registry *reg, write_op *op)
-{
-	write_op *batch, *o;
-
-	op->done = false;
-	op->next = NULL;
-	pthread_mutex_lock(&reg->write_lock);
-	if (reg->queue_tail)
-		reg->queue_tail->next = op;
-	else
-		reg->queue_head = op;
-	reg->queue_tail = op;
-	while (!op->done) {
-		if (reg->committing) {
-			pthread_cond_wait(&reg->write_done, &reg->write_lock);
-			continue;
-		}
-		reg->committing = true;
-		batch = queue_take(reg);
-		pthread_mutex_unlock(&reg->write_lock);
-		batch_commit(&reg->writer, batch);
-		pthread_mutex_lock(&reg->write_lock);
-		for (o = batch; o; o = o->next)
-			o->done = true;
-		reg->committing = false;
-		pthread_cond_broadcast(&reg->write_done);
-	}
-	pthread_mutex_unlock(&reg->write_lock);
-	return op->rc;
-}
-
-/* ---- binding helpers ---- */
-
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	if (s)
-		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, i);
-}
-
-/* The token that identifies a device: the VoIP token, else the remote one. */
-static const char *identity_token(const pgw_target *t)
+const char *registry_identity_token(const pgw_target *t)
 {
 	return t->token ? t->token : t->remote_token;
-}
-
-static pgw_err step_changes(reg_conn *c, sqlite3_stmt *st, const char *what,
-			    int *changes)
-{
-	pgw_err err = conn_exec(c, st, what);
-
-	*changes = err == PGW_OK ? sqlite3_changes(c->db) : 0;
-	return err;
-}
-
-/* ---- put ---- */
-
-typedef struct put_op {
-	write_op op;
-	const char *ext, *device_id;
-	const pgw_target *t;
-	int64_t now_ms;
-	bool created;
-	int moved; /* rows taken from another extension or device id */
-} put_op;
-
-static pgw_err move_away_by(reg_conn *c, put_op *p, enum stmt_id id, const char *token)
-{
-	sqlite3_stmt *st = conn_stmt(c, id);
-	pgw_err err;
-	int n;
-
-	if (!st)
-		return PGW_EIO;
-	sqlite3_bind_int(st, 1, (int)p->t->provider);
-	bind_text(st, 2, p->t->app->name);
-	bind_text(st, 3, token);
-	bind_text(st, 4, p->ext);
-	bind_text(st, 5, p->device_id);
-	err = step_changes(c, st, "move device", &n);
-	p->moved += n;
-	return err;
-}
-
-/* A token names one app install, so a row elsewhere holding either of this
- * device's tokens is this device's old registration. */
-static pgw_err put_move_away(reg_conn *c, put_op *p)
-{
-	const pgw_target *t = p->t;
-	pgw_err err = move_away_by(c, p, ST_MOVE_AWAY, identity_token(t));
-
-	if (err != PGW_OK || !t->remote_token)
-		return err;
-	return move_away_by(c, p, ST_MOVE_AWAY_REMOTE, t->remote_token);
-}
-
-/* Binds ?1..?11 in the order both ST_UPDATE and ST_INSERT use. */
-static void put_bind(sqlite3_stmt *st, const put_op *p)
-{
-	const pgw_target *t = p->t;
-
-	bind_text(st, 1, p->ext);
-	bind_text(st, 2, p->device_id);
-	sqlite3_bind_int(st, 3, (int)t->provider);
-	bind_text(st, 4, t->app->name);
-	bind_text(st, 5, t->token);
-	bind_text(st, 6, t->remote_token);
-	sqlite3_bind_int(st, 7, (int)t->environment);
-	bind_text(st, 8, t->call_str);
-	bind_text(st, 9, t->call_snd);
-	sqlite3_bind_int(st, 10, t->silent ? 1 : 0);
-	sqlite3_bind_int64(st, 11, p->now_ms);
-}
-
-static pgw_err put_run(reg_conn *c, write_op *op)
-{
-	put_op *p = (put_op *)op;
-	sqlite3_stmt *st;
-	int changed;
-	pgw_err err;
-
-	err = put_move_away(c, p);
-	if (err != PGW_OK)
-		return err;
-	st = conn_stmt(c, ST_UPDATE);
-	if (!st)
-		return PGW_EIO;
-	put_bind(st, p);
-	err = step_changes(c, st, "update device", &changed);
-	if (err != PGW_OK)
-		return err;
-	p->created = changed == 0;
-	if (!p->created)
-		return PGW_OK;
-	st = conn_stmt(c, ST_INSERT);
-	if (!st)
-		return PGW_EIO;
-	put_bind(st, p);
-	return conn_exec(c, st, "insert device");
 }
 
 static bool target_storable(const pgw_target *t)
@@ -758,60 +125,98 @@ static bool target_storable(const pgw_target *t)
 		return false;
 	if (t->provider == PGW_PROVIDER_FCM)
 		return t->token && !t->remote_token;
-	return t->provider == PGW_PROVIDER_APNS && identity_token(t);
+	return t->provider == PGW_PROVIDER_APNS && registry_identity_token(t);
 }
 
-pgw_err registry_put(registry *reg, const char *ext, const char *device_id, const pgw_target *t,
-		     bool *created)
+/* ---- writes ---- */
+
+static pgw_err put_outcome(registry *reg, const char *ext, const char *device_id,
+			   const pgw_target *t, registry_put_outcome *res)
 {
-	put_op p = { .op.run = put_run, .ext = ext, .device_id = device_id, .t = t };
 	char red[32];
 	pgw_err err;
 
 	if (!reg || !valid_id(ext) || !valid_id(device_id) || !target_storable(t))
 		return PGW_EINVAL;
-	p.now_ms = pgw_wall_ms();
-	err = registry_write(reg, &p.op);
+	err = reg->ops->put(reg->store, ext, device_id, t, pgw_wall_ms(), res);
 	if (err != PGW_OK)
 		return err;
-	if (p.moved)
+	if (res->moved)
 		pgw_log(PGW_LOG_INFO, "registry: device moved", "extension", ext,
 			"device_id", device_id, "token",
-			pgw_redact(identity_token(t), red, sizeof red), NULL);
-	if (created)
-		*created = p.created;
+			pgw_redact(registry_identity_token(t), red, sizeof red), NULL);
 	return PGW_OK;
 }
 
-/* ---- deletes ---- */
-
-typedef struct delete_op {
-	write_op op;
-	const char *ext, *device_id; /* device_id NULL = whole extension */
-	int deleted;
-} delete_op;
-
-static pgw_err delete_run(reg_conn *c, write_op *op)
+pgw_err registry_put(registry *reg, const char *ext, const char *device_id, const pgw_target *t,
+		     bool *created)
 {
-	delete_op *d = (delete_op *)op;
-	sqlite3_stmt *st = conn_stmt(c, d->device_id ? ST_DELETE_DEVICE : ST_DELETE_EXTENSION);
+	registry_put_outcome res = { 0 };
+	pgw_err err = put_outcome(reg, ext, device_id, t, &res);
 
-	if (!st)
-		return PGW_EIO;
-	bind_text(st, 1, d->ext);
-	if (d->device_id)
-		bind_text(st, 2, d->device_id);
-	return step_changes(c, st, "delete", &d->deleted);
+	if (err == PGW_OK && created)
+		*created = res.created;
+	return err;
+}
+
+static pgw_err dup_opt(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s)
+		return PGW_OK;
+	*out = strdup(s);
+	return *out ? PGW_OK : PGW_ENOMEM;
+}
+
+/* The record a put stored: the target as given, the backend's times. */
+static pgw_err record_of(const char *ext, const char *device_id, const pgw_target *t,
+			 const registry_put_outcome *res, registry_device **out)
+{
+	registry_device *d = calloc(1, sizeof *d);
+
+	*out = NULL;
+	if (!d)
+		return PGW_ENOMEM;
+	d->provider = t->provider;
+	d->environment = t->environment;
+	d->silent = t->silent;
+	d->created_at_ms = res->created_at_ms;
+	d->updated_at_ms = res->updated_at_ms;
+	if (dup_opt(ext, &d->extension) != PGW_OK || dup_opt(device_id, &d->device_id) != PGW_OK ||
+	    dup_opt(t->app->name, &d->app) != PGW_OK || dup_opt(t->token, &d->token) != PGW_OK ||
+	    dup_opt(t->remote_token, &d->remote_token) != PGW_OK ||
+	    dup_opt(t->call_str, &d->call_str) != PGW_OK ||
+	    dup_opt(t->call_snd, &d->call_snd) != PGW_OK) {
+		registry_devices_free(d, 1);
+		return PGW_ENOMEM;
+	}
+	*out = d;
+	return PGW_OK;
+}
+
+pgw_err registry_put_stored(registry *reg, const char *ext, const char *device_id,
+			    const pgw_target *t, bool *created, registry_device **stored)
+{
+	registry_put_outcome res = { 0 };
+	pgw_err err;
+
+	*stored = NULL;
+	err = put_outcome(reg, ext, device_id, t, &res);
+	if (err != PGW_OK)
+		return err;
+	if (created)
+		*created = res.created;
+	return record_of(ext, device_id, t, &res, stored);
 }
 
 static pgw_err delete_rows(registry *reg, const char *ext, const char *device_id)
 {
-	delete_op d = { .op.run = delete_run, .ext = ext, .device_id = device_id };
-	pgw_err err = registry_write(reg, &d.op);
+	int deleted = 0;
+	pgw_err err = reg->ops->remove(reg->store, ext, device_id, &deleted);
 
 	if (err != PGW_OK)
 		return err;
-	return d.deleted ? PGW_OK : PGW_ENOTFOUND;
+	return deleted ? PGW_OK : PGW_ENOTFOUND;
 }
 
 pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id)
@@ -828,135 +233,64 @@ pgw_err registry_delete_extension(registry *reg, const char *ext)
 	return delete_rows(reg, ext, NULL);
 }
 
-/* ---- prune and environment ---- */
-
-typedef struct token_op {
-	write_op op;
-	pgw_provider provider;
-	const char *app, *token;
-	int64_t not_after_ms;
-	pgw_apns_env env;
-	int removed, changed;
-} token_op;
-
-static void token_bind(sqlite3_stmt *st, const token_op *k)
-{
-	sqlite3_bind_int(st, 1, (int)k->provider);
-	bind_text(st, 2, k->app);
-	bind_text(st, 3, k->token);
-}
-
-/* The row this token identifies goes. When it is the alert token of a
- * device that also has a VoIP token, only that dead token is dropped: the
- * device still rings through PushKit. */
-static pgw_err prune_run(reg_conn *c, write_op *op)
-{
-	token_op *k = (token_op *)op;
-	sqlite3_stmt *st = conn_stmt(c, ST_PRUNE);
-	pgw_err err;
-
-	if (!st)
-		return PGW_EIO;
-	token_bind(st, k);
-	sqlite3_bind_int64(st, 4, k->not_after_ms);
-	err = step_changes(c, st, "prune", &k->removed);
-	if (err != PGW_OK || k->removed || k->provider != PGW_PROVIDER_APNS)
-		return err;
-	st = conn_stmt(c, ST_PRUNE_REMOTE);
-	if (!st)
-		return PGW_EIO;
-	token_bind(st, k);
-	sqlite3_bind_int64(st, 4, k->not_after_ms);
-	return step_changes(c, st, "prune remote token", &k->changed);
-}
-
 pgw_err registry_prune(registry *reg, pgw_provider provider, const char *app, const char *token,
 		       int64_t not_after_ms, bool *removed)
 {
-	token_op k = { .op.run = prune_run, .provider = provider, .app = app,
-		       .token = token, .not_after_ms = not_after_ms };
+	registry_prune_outcome res = { 0 };
 	char red[32];
 	pgw_err err;
 
 	if (!reg || !app || !token || !*token ||
 	    (provider != PGW_PROVIDER_APNS && provider != PGW_PROVIDER_FCM))
 		return PGW_EINVAL;
-	err = registry_write(reg, &k.op);
+	err = reg->ops->prune(reg->store, provider, app, token, not_after_ms, &res);
 	if (err != PGW_OK)
 		return err;
-	if (k.removed || k.changed)
+	if (res.removed || res.changed)
 		pgw_log(PGW_LOG_INFO, "registry: dead token pruned", "app", app,
 			"token", pgw_redact(token, red, sizeof red), NULL);
 	if (removed)
-		*removed = k.removed > 0;
+		*removed = res.removed > 0;
 	return PGW_OK;
-}
-
-static pgw_err set_env_run(reg_conn *c, write_op *op)
-{
-	token_op *k = (token_op *)op;
-	enum stmt_id ids[2] = { ST_SET_ENV, ST_SET_ENV_REMOTE };
-	pgw_err err = PGW_OK;
-	int i;
-
-	for (i = 0; err == PGW_OK && i < 2; i++) {
-		sqlite3_stmt *st = conn_stmt(c, ids[i]);
-
-		if (!st)
-			return PGW_EIO;
-		token_bind(st, k);
-		sqlite3_bind_int(st, 4, (int)k->env);
-		err = conn_exec(c, st, "set environment");
-	}
-	return err;
 }
 
 pgw_err registry_set_environment(registry *reg, const char *app, const char *token,
 				 pgw_apns_env env)
 {
-	token_op k = { .op.run = set_env_run, .provider = PGW_PROVIDER_APNS,
-		       .app = app, .token = token, .env = env };
-
 	if (!reg || !app || !token || !*token ||
 	    (env != PGW_ENV_UNSET && env != PGW_ENV_PRODUCTION && env != PGW_ENV_SANDBOX))
 		return PGW_EINVAL;
-	return registry_write(reg, &k.op);
+	return reg->ops->set_environment(reg->store, app, token, env);
 }
 
 /* ---- reads ---- */
 
-static reg_conn *reader_acquire(registry *reg)
+pgw_err registry_list(registry *reg, const char *ext, registry_device **out, size_t *n)
 {
-	reg_conn *c;
-
-	pthread_mutex_lock(&reg->read_lock);
-	while (!reg->idle)
-		pthread_cond_wait(&reg->reader_free, &reg->read_lock);
-	c = reg->idle;
-	reg->idle = c->next_idle;
-	pthread_mutex_unlock(&reg->read_lock);
-	return c;
-}
-
-static void reader_release(registry *reg, reg_conn *c)
-{
-	pthread_mutex_lock(&reg->read_lock);
-	c->next_idle = reg->idle;
-	reg->idle = c;
-	pthread_cond_signal(&reg->reader_free);
-	pthread_mutex_unlock(&reg->read_lock);
-}
-
-static pgw_err column_dup(sqlite3_stmt *st, int col, char **out)
-{
-	const unsigned char *s = sqlite3_column_text(st, col);
-
 	*out = NULL;
-	if (!s)
-		return sqlite3_column_type(st, col) == SQLITE_NULL ? PGW_OK : PGW_ENOMEM;
-	*out = strdup((const char *)s);
-	return *out ? PGW_OK : PGW_ENOMEM;
+	*n = 0;
+	if (!reg || !valid_id(ext))
+		return PGW_EINVAL;
+	return reg->ops->list(reg->store, ext, out, n);
 }
+
+pgw_err registry_get(registry *reg, const char *ext, const char *device_id, registry_device **out)
+{
+	*out = NULL;
+	if (!reg || !valid_id(ext) || !valid_id(device_id))
+		return PGW_EINVAL;
+	return reg->ops->get(reg->store, ext, device_id, out);
+}
+
+pgw_err registry_count(registry *reg, uint64_t *n)
+{
+	*n = 0;
+	if (!reg)
+		return PGW_EINVAL;
+	return reg->ops->count(reg->store, n);
+}
+
+/* ---- records ---- */
 
 static void device_clear(registry_device *d)
 {
@@ -970,117 +304,6 @@ static void device_clear(registry_device *d)
 	memset(d, 0, sizeof *d);
 }
 
-/* Columns in DEVICE_COLUMNS order. */
-static pgw_err device_from_row(sqlite3_stmt *st, registry_device *d)
-{
-	memset(d, 0, sizeof *d);
-	if (column_dup(st, 0, &d->extension) != PGW_OK ||
-	    column_dup(st, 1, &d->device_id) != PGW_OK ||
-	    column_dup(st, 3, &d->app) != PGW_OK ||
-	    column_dup(st, 4, &d->token) != PGW_OK ||
-	    column_dup(st, 5, &d->remote_token) != PGW_OK ||
-	    column_dup(st, 7, &d->call_str) != PGW_OK ||
-	    column_dup(st, 8, &d->call_snd) != PGW_OK) {
-		device_clear(d);
-		return PGW_ENOMEM;
-	}
-	d->provider = (pgw_provider)sqlite3_column_int(st, 2);
-	d->environment = (pgw_apns_env)sqlite3_column_int(st, 6);
-	d->silent = sqlite3_column_int(st, 9) != 0;
-	d->created_at_ms = sqlite3_column_int64(st, 10);
-	d->updated_at_ms = sqlite3_column_int64(st, 11);
-	return PGW_OK;
-}
-
-/* Append a row to a growing array. */
-static pgw_err devices_append(sqlite3_stmt *st, registry_device **arr, size_t *n,
-			      size_t *cap)
-{
-	if (*n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 4;
-		registry_device *grown = realloc(*arr, ncap * sizeof **arr);
-
-		if (!grown)
-			return PGW_ENOMEM;
-		*arr = grown;
-		*cap = ncap;
-	}
-	if (device_from_row(st, &(*arr)[*n]) != PGW_OK)
-		return PGW_ENOMEM;
-	(*n)++;
-	return PGW_OK;
-}
-
-/* Collect every row a bound read statement yields, then reset it. */
-static pgw_err read_rows(reg_conn *c, sqlite3_stmt *st, registry_device **out, size_t *n)
-{
-	registry_device *arr = NULL;
-	size_t count = 0, cap = 0;
-	pgw_err err = PGW_OK;
-	int rc;
-
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		err = devices_append(st, &arr, &count, &cap);
-		if (err != PGW_OK)
-			break;
-	}
-	if (err == PGW_OK && rc != SQLITE_DONE)
-		err = log_failure(c, "read devices", rc);
-	stmt_done(st);
-	if (err != PGW_OK) {
-		registry_devices_free(arr, count);
-		return err;
-	}
-	*out = arr;
-	*n = count;
-	return PGW_OK;
-}
-
-pgw_err registry_list(registry *reg, const char *ext, registry_device **out, size_t *n)
-{
-	sqlite3_stmt *st;
-	reg_conn *c;
-	pgw_err err;
-
-	*out = NULL;
-	*n = 0;
-	if (!reg || !valid_id(ext))
-		return PGW_EINVAL;
-	c = reader_acquire(reg);
-	st = conn_stmt(c, ST_LIST);
-	err = PGW_EIO;
-	if (st) {
-		bind_text(st, 1, ext);
-		err = read_rows(c, st, out, n);
-	}
-	reader_release(reg, c);
-	return err;
-}
-
-pgw_err registry_get(registry *reg, const char *ext, const char *device_id, registry_device **out)
-{
-	sqlite3_stmt *st;
-	size_t n = 0;
-	reg_conn *c;
-	pgw_err err;
-
-	*out = NULL;
-	if (!reg || !valid_id(ext) || !valid_id(device_id))
-		return PGW_EINVAL;
-	c = reader_acquire(reg);
-	st = conn_stmt(c, ST_GET);
-	err = PGW_EIO;
-	if (st) {
-		bind_text(st, 1, ext);
-		bind_text(st, 2, device_id);
-		err = read_rows(c, st, out, &n);
-	}
-	reader_release(reg, c);
-	if (err == PGW_OK && n == 0)
-		return PGW_ENOTFOUND;
-	return err;
-}
-
 void registry_devices_free(registry_device *devs, size_t n)
 {
 	size_t i;
@@ -1092,38 +315,22 @@ void registry_devices_free(registry_device *devs, size_t n)
 	free(devs);
 }
 
-pgw_err registry_count(registry *reg, uint64_t *n)
+registry_device *registry_devices_push(registry_device **arr, size_t *n, size_t *cap)
 {
-	sqlite3_stmt *st;
-	reg_conn *c;
-	pgw_err err = PGW_EIO;
-	int rc;
+	registry_device *slot;
 
-	*n = 0;
-	if (!reg)
-		return PGW_EINVAL;
-	c = reader_acquire(reg);
-	st = conn_stmt(c, ST_COUNT);
-	if (st) {
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			*n = (uint64_t)sqlite3_column_int64(st, 0);
-		stmt_done(st);
-		err = rc == SQLITE_ROW ? PGW_OK : log_failure(c, "count", rc);
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 4;
+		registry_device *grown = realloc(*arr, ncap * sizeof **arr);
+
+		if (!grown)
+			return NULL;
+		*arr = grown;
+		*cap = ncap;
 	}
-	reader_release(reg, c);
-	return err;
-}
-
-/* ---- records to targets ---- */
-
-static pgw_err dup_opt(const char *s, char **out)
-{
-	*out = NULL;
-	if (!s)
-		return PGW_OK;
-	*out = strdup(s);
-	return *out ? PGW_OK : PGW_ENOMEM;
+	slot = &(*arr)[(*n)++];
+	memset(slot, 0, sizeof *slot);
+	return slot;
 }
 
 pgw_err registry_device_target(const registry_device *d, const pgw_config *cfg, pgw_target *out)

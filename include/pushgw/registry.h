@@ -1,9 +1,11 @@
 /* Durable device registry (SPEC §3 "Registry"): extension → devices, stored in
- * SQLite (registry.path; PostgreSQL later behind the same functions).
- * A write returns only once it is on disk. Threading: every function may be
- * called from any thread (libmicrohttpd workers); the handle serialises or
- * pools its connections internally. Never call it on the event-loop thread:
- * it does disk I/O. */
+ * a SQLite file (registry.path) or in PostgreSQL shared by several replicas
+ * (registry.url), with the same semantics. A write returns only once it is
+ * durable. Threading: every function may be called from any thread
+ * (libmicrohttpd workers); the handle serialises or pools its connections
+ * internally. Never call it on the event-loop thread: it does disk or network
+ * I/O. A database that cannot be reached makes calls fail with PGW_ECONNECT
+ * (or PGW_ETIMEOUT) until it is back; the handle reconnects by itself. */
 #ifndef PUSHGW_REGISTRY_H
 #define PUSHGW_REGISTRY_H
 
@@ -33,11 +35,18 @@ typedef struct registry_device {
 } registry_device;
 
 /* Open (creating and migrating the schema) the registry the config names.
- * errbuf gets "<file>: registry.path: <why>" on failure. Caller closes with
+ * errbuf gets "<file>: registry.path: <db file>: <why>" or
+ * "<file>: registry.url: <why>" on failure (never the URL: it may hold a
+ * password). PostgreSQL must be reachable here. Caller closes with
  * registry_close(). */
 pgw_err registry_open(const pgw_config *cfg, registry **out, char *errbuf, size_t errlen);
 /* Accepts NULL. */
 void registry_close(registry *reg);
+
+/* True when the registry can serve calls now (for /readyz). PostgreSQL: one
+ * quick round trip, or false at once while the database is known to be down.
+ * SQLite: always true once open. False for NULL. */
+bool registry_healthy(registry *reg);
 
 /* Validity of ids used in paths: extension and device_id are 1..128 chars of
  * [A-Za-z0-9._~+@:=-] (after URL-decoding). */
@@ -51,6 +60,13 @@ bool registry_valid_device_id(const char *id);
  * extensions. *created is true when (ext, device_id) did not exist. */
 pgw_err registry_put(registry *reg, const char *ext, const char *device_id, const pgw_target *t,
 		     bool *created);
+
+/* registry_put() that also hands back the record exactly as this call stored
+ * it, so that a concurrent move (another request or replica taking the token
+ * a moment later) cannot make it vanish before the caller reads it. *stored
+ * is freed with registry_devices_free(*stored, 1). */
+pgw_err registry_put_stored(registry *reg, const char *ext, const char *device_id,
+			    const pgw_target *t, bool *created, registry_device **stored);
 
 /* The devices of ext, oldest first. *out is an array of *n records (NULL
  * when 0); free with registry_devices_free(). An unknown ext is PGW_OK, 0. */

@@ -89,14 +89,16 @@ sim_ctl() { # sim_ctl NAME METHOD PATH [BODY]
 # write_config FILE SIM_NAME [extra jq filter]: a config pointing apps "phone"
 # and "other" at the simulator, with keys: wake+register (KEY_WAKE), register
 # only (KEY_REG), wake+register limited to app "other" (KEY_OTHER), wake only
-# (KEY_WAKEONLY). The registry file is named after the config file.
+# (KEY_WAKEONLY). The registry file is named after the config file; with
+# PUSHGW_TEST_REGISTRY_URL set, the registry is that PostgreSQL database.
 write_config() {
 	local file="$1" sim="SIM_PORT_$2" filter="${3:-.}"
 	local hw hr ho hx
 	hw=$($PUSHGW hash-key "$KEY_WAKE"); hr=$($PUSHGW hash-key "$KEY_REG"); ho=$($PUSHGW hash-key "$KEY_OTHER")
 	hx=$($PUSHGW hash-key "$KEY_WAKEONLY")
 	jq -n --arg port "${!sim}" --arg certs "$WORK/certs" --arg hw "$hw" --arg hr "$hr" --arg ho "$ho" \
-		--arg hx "$hx" --arg db "$WORK/pushgw-$(basename "$file" .json).db" '{
+		--arg hx "$hx" --arg db "$WORK/pushgw-$(basename "$file" .json).db" \
+		--arg pg "${PUSHGW_TEST_REGISTRY_URL:-}" '{
 	  listen: "127.0.0.1:0",
 	  api_keys: [
 	    {name: "pbx", key: $hw, scopes: ["wake", "register"], callback_secret: "cb-secret-for-tests"},
@@ -114,7 +116,7 @@ write_config() {
 	                   bundle_id: "com.example.other", url: ("https://127.0.0.1:" + $port)}}
 	  },
 	  upstream: {ca_file: ($certs + "/ca.pem"), connections: 2, request_timeout_ms: 3000},
-	  registry: {path: $db},
+	  registry: (if $pg != "" then {url: $pg} else {path: $db} end),
 	  log: {level: "info"}
 	} | '"$filter" >"$file"
 }

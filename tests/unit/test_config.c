@@ -203,6 +203,7 @@ static void clear_env(void)
 	unsetenv("PUSHGW_LISTEN");
 	unsetenv("PUSHGW_LOG_LEVEL");
 	unsetenv("PUSHGW_REGISTRY_PATH");
+	unsetenv("PUSHGW_REGISTRY_URL");
 	setenv("PUSHGW_TEST_KEY", "west-secret", 1);
 	unsetenv("PUSHGW_TEST_UNSET");
 }
@@ -386,8 +387,28 @@ static void test_variants(void)
 		CHECK_STR(cfg->listen_host, "::");
 		CHECK(cfg->listen_port == 9090);
 		CHECK(cfg->log_level == PGW_LOG_DEBUG);
+		/* the file names a shared database: the image's default file
+		 * path must not quietly replace it */
+		CHECK_STR(cfg->registry_url, "postgresql://db/pushgw");
+		CHECK(cfg->registry_path == NULL);
+	}
+	config_free(cfg);
+
+	TEST("PUSHGW_REGISTRY_PATH moves a file registry");
+	write_config(NULL, NULL);
+	CHECK(config_load(CONF, &cfg, err, sizeof err) == PGW_OK);
+	if (cfg) {
 		CHECK_STR(cfg->registry_path, "/var/lib/pushgw/reg.db");
 		CHECK(cfg->registry_url == NULL);
+	}
+	config_free(cfg);
+
+	TEST("PUSHGW_REGISTRY_URL replaces a file registry, whatever the path says");
+	setenv("PUSHGW_REGISTRY_URL", "postgres://db2/pushgw", 1);
+	CHECK(config_load(CONF, &cfg, err, sizeof err) == PGW_OK);
+	if (cfg) {
+		CHECK_STR(cfg->registry_url, "postgres://db2/pushgw");
+		CHECK(cfg->registry_path == NULL);
 	}
 	config_free(cfg);
 	clear_env();
@@ -538,6 +559,8 @@ static const ecase ecases[] = {
 	  "environment variable PUSHGW_LISTEN: expected \"host:port\"", NULL },
 	{ "bad PUSHGW_LOG_LEVEL", NULL, NULL, "PUSHGW_LOG_LEVEL", "loud",
 	  "environment variable PUSHGW_LOG_LEVEL: expected debug", NULL },
+	{ "bad PUSHGW_REGISTRY_URL", NULL, NULL, "PUSHGW_REGISTRY_URL", "mysql://db/pushgw",
+	  "environment variable PUSHGW_REGISTRY_URL: expected a postgresql://", NULL },
 };
 
 static void run_ecase(const ecase *c)
