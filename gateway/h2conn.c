@@ -315,6 +315,11 @@ static void conn_recv(h2conn *c)
 				return;
 			}
 			c->last_recv_ms = pgw_now_ms();
+			/* A short read drained the socket: skip the recv that would
+			 * only say EAGAIN (epoll is level-triggered and reports
+			 * whatever arrives after this). */
+			if ((size_t)n < sizeof buf)
+				return;
 			budget -= (size_t)n < budget ? (size_t)n : budget;
 			continue;
 		}
@@ -512,7 +517,10 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 			end = H2CONN_END_DONE;
 		else if (error_code == NGHTTP2_REFUSED_STREAM)
 			end = H2CONN_END_REFUSED;
-		snprintf(why, sizeof why, "stream closed: %s", nghttp2_http2_strerror(error_code));
+		/* text only for failures: this runs once per push */
+		if (end != H2CONN_END_DONE)
+			snprintf(why, sizeof why, "stream closed: %s",
+				 nghttp2_http2_strerror(error_code));
 		c->ev->stream_end(c->owner, c, s->arg, end, end == H2CONN_END_DONE ? NULL : why);
 	}
 	free(s);

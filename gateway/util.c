@@ -35,7 +35,7 @@ int64_t pgw_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-pgw_err pgw_random_bytes(void *buf, size_t n)
+static pgw_err random_fill(void *buf, size_t n)
 {
 	unsigned char *p = buf;
 	while (n > 0) {
@@ -47,6 +47,37 @@ pgw_err pgw_random_bytes(void *buf, size_t n)
 		}
 		p += got;
 		n -= (size_t)got;
+	}
+	return PGW_OK;
+}
+
+/* One getrandom() per 4 KB instead of one per id: ids are made per wake
+ * and per push. Per thread, so no lock; spent bytes are wiped. */
+static _Thread_local unsigned char rnd_pool[4096];
+static _Thread_local size_t rnd_left;
+
+pgw_err pgw_random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+
+	if (n > sizeof rnd_pool / 4)
+		return random_fill(buf, n);
+	while (n > 0) {
+		unsigned char *src;
+		size_t take;
+
+		if (rnd_left == 0) {
+			if (random_fill(rnd_pool, sizeof rnd_pool) != PGW_OK)
+				return PGW_EIO;
+			rnd_left = sizeof rnd_pool;
+		}
+		take = n < rnd_left ? n : rnd_left;
+		src = rnd_pool + sizeof rnd_pool - rnd_left;
+		memcpy(p, src, take);
+		memset(src, 0, take);
+		rnd_left -= take;
+		p += take;
+		n -= take;
 	}
 	return PGW_OK;
 }
@@ -77,15 +108,20 @@ void pgw_ulid(char out[PGW_ULID_LEN + 1])
 
 void pgw_uuid4(char out[PGW_UUID_LEN + 1])
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
+	size_t i, o = 0;
 
 	pgw_random_bytes(b, sizeof b);
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, PGW_UUID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
-		 b[10], b[11], b[12], b[13], b[14], b[15]);
+	for (i = 0; i < sizeof b; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
 }
 
 char *pgw_redact(const char *token, char *out, size_t n)

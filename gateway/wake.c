@@ -528,9 +528,14 @@ int64_t wake_result_ttl_ms(const pgw_wake *w)
 
 void wake_log(const pgw_wake *w)
 {
-	json_t *f = json_object(), *devs = json_array();
+	json_t *f, *devs;
 	size_t i;
 
+	/* the per-device document costs more than the line: skip both */
+	if (!pgw_log_enabled(PGW_LOG_INFO))
+		return;
+	f = json_object();
+	devs = json_array();
 	json_object_set_new(f, "wake_id", json_string(w->id));
 	json_object_set_new(f, "kind", json_string(w->kind == PGW_PUSH_CALL ? "wake" : "cancel"));
 	json_object_set_new(f, "call_id", json_string(w->call.id));
@@ -538,6 +543,24 @@ void wake_log(const pgw_wake *w)
 		json_array_append_new(devs, result_json(&w->targets[i], &w->pushes[w->push_of[i]]));
 	json_object_set_new(f, "devices", devs);
 	pgw_log_json(PGW_LOG_INFO, w->kind == PGW_PUSH_CALL ? "wake" : "cancel", f);
+}
+
+void wake_each_result(const pgw_wake *w, wake_result_fn fn, void *arg)
+{
+	size_t i;
+
+	for (i = 0; i < w->n_targets; i++) {
+		const pgw_target *t = &w->targets[i];
+		const pgw_push_result *r = &w->pushes[w->push_of[i]].result;
+		wake_result_view v = {
+			.provider = t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm",
+			.app = t->app->name,
+			.status = pgw_push_status_str(r->status),
+			.reason = r->reason[0] ? r->reason : NULL,
+			.latency_ms = r->latency_ms,
+		};
+		fn(arg, &v);
+	}
 }
 
 void wake_free(pgw_wake *w)

@@ -73,6 +73,20 @@ int64_t wake_result_ttl_ms(const pgw_wake *w);
 /* Log one line for the finished wake (id, call id, per-device outcomes). */
 void wake_log(const pgw_wake *w);
 
+/* One requested device's outcome. Strings live as long as the wake. */
+typedef struct wake_result_view {
+	const char *provider; /* "apns" | "fcm" */
+	const char *app;
+	const char *status;   /* pgw_push_status_str() */
+	const char *reason;   /* NULL when there is none */
+	double latency_ms;
+} wake_result_view;
+typedef void (*wake_result_fn)(void *arg, const wake_result_view *r);
+
+/* fn(arg, result) once per requested device, in request order, once every
+ * push is final: counting outcomes without re-parsing the response. */
+void wake_each_result(const pgw_wake *w, wake_result_fn fn, void *arg);
+
 /* Accepts NULL. Not while the loop still owns it (between start and done). */
 void wake_free(pgw_wake *w);
 
