@@ -27,7 +27,11 @@ complete() {
 	openssl x509 -in server.pem -noout -checkend 86400 >/dev/null 2>&1
 }
 
-complete && exit 0
+# Private keys readable by the owner only (pushgw refuses others), also for
+# a set copied or restored with looser modes.
+private_modes() { chmod 600 ./*.key ./*.p8 sa_key.pem sa_other.pem; }
+
+complete && { private_modes; exit 0; }
 
 umask 077
 tmp=$(mktemp -d)
@@ -79,4 +83,4 @@ openssl pkey -in sa_key.pem -pubout -out sa_pub.pem 2>/dev/null
 rsa_key sa_other.pem
 
 chmod 644 ./*.pem
-chmod 600 ./*.key ./*.p8 sa_key.pem sa_other.pem
+private_modes
