@@ -108,6 +108,36 @@ t_apns_errors_map_to_statuses() {
 	check "429 retry waited at least 1 s (took ${took} ms)" test "$took" -ge 1000
 }
 
+t_one_push_per_token_across_explicit_and_registered() {
+	begin "a device named explicitly and registered with a remote token too is pushed once"
+	local v r; v=$(tok 330); r=$(tok 331)
+	api G PUT /v1/extensions/dup-1/devices/iphone "$(jq -cn --arg v "$v" --arg r "$r" \
+		'{provider: "apns", token: $v, remote_token: $r, app: "phone"}')" "$KEY_REG"
+	expect_eq "registered" "$STATUS" 201
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/wake "$(jq -cn --arg v "$v" '{extension: "dup-1",
+	  devices: [{provider: "apns", token: $v, app: "phone"}], call: {id: "dup-1@pbx"}}')"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "one result per requested target" "$(jqb '.results | length')" 2
+	expect_eq "both sent" "$(jqb '[.results[].status] | join(",")')" sent,sent
+	expect_eq "both as VoIP pushes" "$(jqb '[.results[].push_type] | join(",")')" voip,voip
+	expect_eq "one push serves both" "$(jqb '.results[0].push_id == .results[1].push_id')" true
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "exactly one request reached APNs" "$(jq length <<<"$reqs")" 1
+	expect_eq "it went to the VoIP token" "$(jq -r '.[0].token' <<<"$reqs")" "$v"
+	# a cancel ends the call on the remote token: an explicit remote-only
+	# device and the registered one are the same alert push
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(jq -cn --arg r "$r" '{extension: "dup-1",
+	  devices: [{provider: "apns", remote_token: $r, app: "phone"}], call: {id: "dup-1@pbx"},
+	  reason: "answered_elsewhere"}')"
+	expect_eq "cancel: one result per requested target" "$(jqb '[.results[] | .status + "/" + .push_type] | join(",")')" sent/alert,sent/alert
+	reqs=$(sim_ctl A GET /requests)
+	expect_eq "cancel: exactly one request reached APNs" "$(jq length <<<"$reqs")" 1
+	expect_eq "cancel: to the remote token" "$(jq -r '.[0].token' <<<"$reqs")" "$r"
+	api G DELETE /v1/extensions/dup-1 "" "$KEY_REG"
+}
+
 t_timeout_when_apns_never_answers() {
 	begin "a device APNs never answers ends 'timeout' at timeout_ms"
 	local t; t=$(tok 320)
@@ -245,6 +275,7 @@ t_sigterm_exits_zero() {
 t_wake_reaches_apns_with_exact_headers_and_payload
 t_concurrent_wakes_share_prewarmed_connections
 t_apns_errors_map_to_statuses
+t_one_push_per_token_across_explicit_and_registered
 t_timeout_when_apns_never_answers
 t_untrusted_upstream_certificate
 t_goaway_mid_load_loses_nothing
