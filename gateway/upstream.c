@@ -76,7 +76,8 @@ typedef struct attempt {
 	h2_origin *origin;
 	pgw_apns_env env;
 	uint64_t jwt_gen;   /* APNs JWT or FCM OAuth token generation used */
-	evloop_timer *timer;
+	evloop_timer *timer; /* first send, retry backoff, or the deadline of a token wait */
+	bool waiting_token;  /* registered with fcm_auth_wait() */
 	struct attempt *prev, *next; /* upstream's live attempts */
 } attempt;
 
@@ -713,24 +714,61 @@ static void on_fcm_token(void *arg, const char *header, const char *error)
 {
 	attempt *a = arg;
 
-	if (!header || a->up->stopping) {
+	a->waiting_token = false;
+	evloop_timer_cancel(a->up->loop, a->timer);
+	a->timer = NULL;
+	if (a->up->stopping) {
+		attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
+		return;
+	}
+	/* the token may come in the same loop turn as the deadline */
+	if (pgw_now_ms() >= a->push->deadline_ms) {
+		attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, "waiting for the OAuth token");
+		return;
+	}
+	if (!header) {
 		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", error ? error : "no OAuth token");
 		return;
 	}
 	send_fcm_with(a, header);
 }
 
+/* The wake's deadline came while the token fetch was still out. */
+static void token_deadline_fire(void *arg)
+{
+	attempt *a = arg;
+
+	a->timer = NULL;
+	a->waiting_token = false;
+	fcm_auth_unwait(a->fep->auth, a);
+	attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, "waiting for the OAuth token");
+}
+
 static void send_fcm(attempt *a)
 {
-	const char *header = fcm_auth_header(a->fep->auth);
+	fcm_auth *auth = a->fep->auth;
+	const char *header = fcm_auth_header(auth);
+	pgw_err rc;
 
 	if (header) {
 		send_fcm_with(a, header);
 		return;
 	}
-	/* no token yet (start-up, or after a 401): wait for the one fetch */
-	if (fcm_auth_wait(a->fep->auth, on_fcm_token, a) != PGW_OK)
+	/* no token yet (start-up, or after a 401): wait for the one fetch, no
+	 * longer than the wake may take */
+	rc = fcm_auth_wait(auth, a->push->deadline_ms, on_fcm_token, a);
+	if (rc == PGW_EAUTH) {
+		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", fcm_auth_last_error(auth));
+		return;
+	}
+	if (rc != PGW_OK) {
 		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", "out of memory");
+		return;
+	}
+	a->waiting_token = true;
+	/* without the timer (out of memory) the fetch's own timeout still ends it */
+	a->timer = evloop_timer_add(a->up->loop, a->push->deadline_ms - pgw_now_ms(),
+				    token_deadline_fire, a);
 }
 
 /* ---- common ---- */
@@ -877,6 +915,10 @@ void upstream_shutdown(upstream *up)
 		if (a->timer) {
 			evloop_timer_cancel(up->loop, a->timer);
 			a->timer = NULL;
+			if (a->waiting_token) {
+				a->waiting_token = false;
+				fcm_auth_unwait(a->fep->auth, a);
+			}
 			attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
 		}
 	}

@@ -172,6 +172,54 @@ t_rejected_assertion_is_auth_error() {
 	expect_eq "exit status" "$GW_EXIT" 0
 }
 
+oauth_answered() { sim_ctl A GET /requests | jq '[.[] | select(.kind == "oauth" and .outcome == "answered")] | length'; }
+
+t_wake_waiting_for_a_slow_token_ends_at_its_deadline() {
+	begin "a wake waiting for a slow OAuth token ends 'timeout' at timeout_ms; the token serves later wakes"
+	local delay=4000
+	sim_ctl A POST "/oauth?delay_ms=$delay" >/dev/null
+	sim_ctl A POST /reset >/dev/null
+	start_gw S "$WORK/fcm.json" || { bad "start"; sim_ctl A POST '/oauth?delay_ms=0' >/dev/null; return; }
+	local start; start=$(date +%s%N)
+	api S POST /v1/wake "$(fcm_body "$FTOK-slow" slow-1 '.timeout_ms = 800')"
+	local took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "HTTP 200" "$STATUS" 200
+	expect_eq "timeout" "$(jqb '.results[0].status')" timeout
+	expect_eq "answered before the token endpoint did" "$(oauth_answered)" 0
+	check "answered well before the ${delay} ms token delay (took ${took} ms)" test "$took" -lt $((delay - 1000))
+	expect_eq "nothing reached FCM without a token" "$(fcm_reqs "$FTOK-slow" | jq length)" 0
+	local i
+	for i in $(seq 1 150); do [ "$(oauth_answered)" -ge 1 ] && break; sleep 0.1; done
+	expect_eq "the token endpoint answered once" "$(oauth_answered)" 1
+	sim_ctl A POST '/oauth?delay_ms=0' >/dev/null
+	for i in $(seq 1 50); do grep -q 'fcm access token fetched' "$WORK/gw-S.log" && break; sleep 0.1; done
+	api S POST /v1/wake "$(fcm_body "$FTOK-slow" slow-2)"
+	expect_eq "a later wake is sent at the first try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts // 1')" sent,1
+	expect_eq "still the one token request" "$(sim_ctl A GET /stats | jq .oauth_requests)" 1
+	stop_gw S
+	expect_eq "exit status" "$GW_EXIT" 0
+}
+
+t_waiters_in_backoff_start_no_fetch() {
+	begin "while the token fetch backs off after a failure, wakes do not each start a fetch"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST '/oauth?fail=1000' >/dev/null
+	start_gw B "$WORK/fcm.json" || { bad "start"; sim_ctl A POST '/oauth?fail=0' >/dev/null; return; }
+	local i
+	for i in $(seq 1 100); do [ "$(oauth_answered)" -ge 1 ] && break; sleep 0.05; done
+	local before; before=$(sim_ctl A GET /stats | jq .oauth_requests)
+	for i in $(seq 1 8); do
+		api B POST /v1/wake "$(fcm_body "$FTOK-b$i" "b-$i" '.timeout_ms = 300')"
+		expect_eq "wake $i: auth_error" "$(jqb '.results[0].status'),$(jqb '.results[0].reason')" failed,auth_error
+	done
+	local after; after=$(sim_ctl A GET /stats | jq .oauth_requests)
+	# only the scheduled retries (1 s, then 2 s later …) may have gone out
+	check "token requests during 8 wakes: $((after - before)), not one per wake" test $((after - before)) -le 3
+	check "the reason names the token endpoint's answer" grep -q 'invalid_grant' <<<"$(jqb '.results[0].detail')"
+	sim_ctl A POST '/oauth?fail=0' >/dev/null
+	stop_gw B
+}
+
 t_short_lived_token_is_refreshed_ahead() {
 	begin "a short-lived OAuth token is refreshed before it expires"
 	sim_ctl A POST '/oauth?ttl=3' >/dev/null
@@ -211,6 +259,8 @@ t_mixed_wake_fans_out_once_per_device
 t_android_cancel
 t_android_contacts_as_softphones_send_them
 t_rejected_assertion_is_auth_error
+t_wake_waiting_for_a_slow_token_ends_at_its_deadline
+t_waiters_in_backoff_start_no_fetch
 t_short_lived_token_is_refreshed_ahead
 t_bad_service_accounts_fail_check
 stop_gw F
