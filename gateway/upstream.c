@@ -567,7 +567,7 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_RECYCLE:
-		h2pool_origin_recycle(a->origin);
+		h2pool_conn_recycle(a->origin, resp->conn_id);
 		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_AFTER_1S:

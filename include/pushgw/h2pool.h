@@ -60,6 +60,8 @@ typedef struct h2_header {
 typedef struct h2_response {
 	h2_result result;
 	int status; /* HTTP :status, 0 when result != H2_OK */
+	uint64_t conn_id; /* the connection that answered (H2_OK), for
+	                     h2pool_conn_recycle(); 0 when none */
 	/* valid only during the callback */
 	const h2_header *headers;
 	size_t n_headers;
@@ -112,8 +114,11 @@ pgw_err h2pool_send(h2_origin *origin, const h2_request *req);
 
 void h2pool_origin_stats(const h2_origin *origin, h2_origin_stats *out);
 
-/* Close this origin's connections with GOAWAY once their streams are done and
- * open fresh ones (APNs "Shutdown", TooManyProviderTokenUpdates). */
-void h2pool_origin_recycle(h2_origin *origin);
+/* Close the connection conn_id (h2_response.conn_id) with GOAWAY once its
+ * streams are done and open a fresh one in its place; the origin's other
+ * connections stay (APNs "Shutdown" and TooManyProviderTokenUpdates are about
+ * the connection that answered). Nothing happens when that connection is
+ * already closed or closing. */
+void h2pool_conn_recycle(h2_origin *origin, uint64_t conn_id);
 
 #endif

@@ -138,6 +138,24 @@ t_one_push_per_token_across_explicit_and_registered() {
 	api G DELETE /v1/extensions/dup-1 "" "$KEY_REG"
 }
 
+t_shutdown_replaces_only_the_answering_connection() {
+	begin "APNs 'Shutdown' replaces the connection that said it; the other pooled one stays"
+	local t i; t=$(tok 340)
+	for i in $(seq 1 100); do [ "$(sim_ctl A GET /stats | jq .connections_open)" = 2 ] && break; sleep 0.05; done
+	expect_eq "two pooled connections before" "$(sim_ctl A GET /stats | jq .connections_open)" 2
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$t\": [{\"status\":503,\"reason\":\"Shutdown\"},{\"status\":200}]}" >/dev/null
+	api G POST /v1/wake "$(wake_body "$t" shutdown-1)"
+	expect_eq "sent after the retry" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	for i in $(seq 1 100); do [ "$(sim_ctl A GET /stats | jq .handshakes)" -ge 1 ] && break; sleep 0.05; done
+	sleep 0.5 # room for a wrong second replacement to show up
+	local stats; stats=$(sim_ctl A GET /stats)
+	expect_eq "exactly one new TLS handshake" "$(jq .handshakes <<<"$stats")" 1
+	expect_eq "two pooled connections after" "$(jq .connections_open <<<"$stats")" 2
+	local conns; conns=$(sim_ctl A GET /requests | jq -c '[.[] | .conn] | unique | length')
+	expect_eq "the retry went on another connection than the Shutdown" "$conns" 2
+}
+
 t_timeout_when_apns_never_answers() {
 	begin "a device APNs never answers ends 'timeout' at timeout_ms"
 	local t; t=$(tok 320)
@@ -276,6 +294,7 @@ t_wake_reaches_apns_with_exact_headers_and_payload
 t_concurrent_wakes_share_prewarmed_connections
 t_apns_errors_map_to_statuses
 t_one_push_per_token_across_explicit_and_registered
+t_shutdown_replaces_only_the_answering_connection
 t_timeout_when_apns_never_answers
 t_untrusted_upstream_certificate
 t_goaway_mid_load_loses_nothing
