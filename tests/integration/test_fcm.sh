@@ -127,6 +127,11 @@ t_android_cancel() {
 	expect_eq "reason" "$(jq -r .data.reason <<<"$m")" answered_elsewhere
 	expect_eq "call_id" "$(jq -r .data.call_id <<<"$m")" f-c
 	expect_eq "priority" "$(jq -r .android.priority <<<"$m")" HIGH
+	expect_eq "android.ttl (default ttl)" "$(jq -r .android.ttl <<<"$m")" 30s
+	expect_eq "a data message: no notification block" "$(jq '[has("notification"), (.android | has("notification"))] | any' <<<"$m")" false
+	expect_eq "to the device's token" "$(jq -r .token <<<"$m")" "$FTOK-c"
+	expect_eq "caller" "$(jq -r .data.caller <<<"$m")" "+15551234567"
+	expect_eq "every data value is a string" "$(jq -c '[.data[] | type] | unique' <<<"$m")" '["string"]'
 }
 
 t_android_contacts_as_softphones_send_them() {

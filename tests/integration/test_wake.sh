@@ -156,6 +156,66 @@ t_shutdown_replaces_only_the_answering_connection() {
 	expect_eq "the retry went on another connection than the Shutdown" "$conns" 2
 }
 
+# cancel_body REASON DEVICE_JSON: a cancel of call "cx-1@pbx" from Alice
+cancel_body() {
+	jq -cn --arg r "$1" --argjson d "$2" '{devices: [$d],
+	  call: {id: "cx-1@pbx", from: "+15551234567", from_name: "Alice", to: "1001"}, reason: $r}'
+}
+
+t_cancel_to_an_iphone_with_a_remote_token() {
+	begin "cancel, iPhone with a remote token: an alert push to the remote token, shown as a missed call"
+	local v r; v=$(tok 350); r=$(tok 351)
+	sim_ctl A POST /reset >/dev/null
+	local before; before=$(date +%s)
+	api G POST /v1/cancel "$(cancel_body caller_cancelled "$(jq -cn --arg v "$v" --arg r "$r" \
+		'{provider: "apns", token: $v, remote_token: $r, app: "phone"}')" | jq -c '.ttl = 40')"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "result" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/alert
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "one request" "$(jq length <<<"$reqs")" 1
+	local req; req=$(jq -c '.[0]' <<<"$reqs")
+	expect_eq "to the remote token" "$(jq -r .path <<<"$req")" "/3/device/$r"
+	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$req")" alert
+	expect_eq "apns-topic is the bundle id" "$(jq -r '.headers["apns-topic"]' <<<"$req")" com.example.phone
+	expect_eq "apns-priority" "$(jq -r '.headers["apns-priority"]' <<<"$req")" 10
+	local exp; exp=$(jq -r '.headers["apns-expiration"]' <<<"$req")
+	check "apns-expiration is now+ttl ($exp)" test "$exp" -ge $((before + 40)) -a "$exp" -le $(($(date +%s) + 40))
+	expect_eq "accepted by APNs (JWT, topic)" "$(jq -r .status <<<"$req")" 200
+	local body; body=$(jq -r .body <<<"$req")
+	expect_eq "type" "$(jq -r .type <<<"$body")" cancel
+	expect_eq "reason" "$(jq -r .reason <<<"$body")" caller_cancelled
+	expect_eq "call_id" "$(jq -r .call_id <<<"$body")" cx-1@pbx
+	expect_eq "wake_id" "$(jq -r .wake_id <<<"$body")" "$(jqb .id)"
+	expect_eq "shown as a missed call" "$(jq -c .aps.alert <<<"$body")" '{"loc-key":"IC_MISSED","loc-args":["Alice"]}'
+	expect_eq "silently" "$(jq -r '.aps | has("sound")' <<<"$body")" false
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(cancel_body answered_elsewhere "$(jq -cn --arg v "$v" --arg r "$r" \
+		'{provider: "apns", token: $v, remote_token: $r, app: "phone"}')")"
+	body=$(sim_ctl A GET /requests | jq -r '.[0].body')
+	expect_eq "answered elsewhere: not a missed call" "$(jq -r '.aps.alert["loc-key"]' <<<"$body")" IC_ANSWERED_ELSEWHERE
+	expect_eq "answered elsewhere: reason" "$(jq -r .reason <<<"$body")" answered_elsewhere
+}
+
+t_cancel_to_an_iphone_with_only_a_voip_token() {
+	begin "cancel, iPhone with only a VoIP token: a VoIP push with type=cancel"
+	local v; v=$(tok 352)
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(cancel_body declined "$(jq -cn --arg v "$v" '{provider: "apns", token: $v, app: "phone"}')")"
+	expect_eq "result" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/voip
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "one request" "$(jq length <<<"$reqs")" 1
+	local req; req=$(jq -c '.[0]' <<<"$reqs")
+	expect_eq "to the VoIP token" "$(jq -r .path <<<"$req")" "/3/device/$v"
+	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$req")" voip
+	expect_eq "apns-topic" "$(jq -r '.headers["apns-topic"]' <<<"$req")" com.example.phone.voip
+	expect_eq "apns-priority" "$(jq -r '.headers["apns-priority"]' <<<"$req")" 10
+	local body; body=$(jq -r .body <<<"$req")
+	expect_eq "type" "$(jq -r .type <<<"$body")" cancel
+	expect_eq "reason" "$(jq -r .reason <<<"$body")" declined
+	expect_eq "call_id" "$(jq -r .call_id <<<"$body")" cx-1@pbx
+	expect_eq "no alert in a VoIP push" "$(jq -c .aps <<<"$body")" '{}'
+}
+
 t_timeout_when_apns_never_answers() {
 	begin "a device APNs never answers ends 'timeout' at timeout_ms"
 	local t; t=$(tok 320)
@@ -295,6 +355,8 @@ t_concurrent_wakes_share_prewarmed_connections
 t_apns_errors_map_to_statuses
 t_one_push_per_token_across_explicit_and_registered
 t_shutdown_replaces_only_the_answering_connection
+t_cancel_to_an_iphone_with_a_remote_token
+t_cancel_to_an_iphone_with_only_a_voip_token
 t_timeout_when_apns_never_answers
 t_untrusted_upstream_certificate
 t_goaway_mid_load_loses_nothing
