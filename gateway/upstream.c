@@ -658,7 +658,7 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 	pgw_push *push = a->push;
 	const char *ra;
 	fcm_verdict v;
-	long secs;
+	int64_t secs;
 
 	fcm_classify(resp->status, resp->body, resp->body_len, &v);
 	if (v.loud)
@@ -678,8 +678,8 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 	case FCM_RETRY_AFTER:
 		/* project-wide quota: only worth it when the wait fits the deadline */
 		ra = header_value(resp, "retry-after");
-		secs = ra ? strtol(ra, NULL, 10) : -1;
-		if (secs < 0 || secs > 3600) {
+		if (!ra || pgw_retry_after_s(ra, pgw_wall_ms() / 1000, &secs) != PGW_OK ||
+		    secs > 3600) {
 			attempt_finish(a, v.status, v.reason, v.detail);
 			return;
 		}

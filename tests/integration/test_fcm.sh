@@ -91,6 +91,20 @@ t_fcm_errors_map_to_statuses() {
 	api F POST /v1/wake "$(fcm_body "$t" q2)"
 	expect_eq "Retry-After beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
 	expect_eq "reason" "$(jqb '.results[0].reason')" QUOTA_EXCEEDED
+	# Retry-After as an HTTP date (RFC 9110): 3 s ahead is a wait of 2 to 3 s
+	t="$FTOK-qd"
+	local when; when=$(LC_ALL=C date -u -d '+3 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"$when\"},{\"status\":200}]}" >/dev/null
+	start=$(date +%s%N)
+	api F POST /v1/wake "$(fcm_body "$t" qd '.timeout_ms = 8000')"
+	took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "Retry-After as a date: sent at the second try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	check "waited until that date (took ${took} ms)" test "$took" -ge 1000
+	t="$FTOK-qd2"
+	when=$(LC_ALL=C date -u -d '+60 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"$when\"}]}" >/dev/null
+	api F POST /v1/wake "$(fcm_body "$t" qd2)"
+	expect_eq "Retry-After date beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
 }
 
 t_revoked_token_is_refreshed_once() {
