@@ -584,7 +584,11 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 			return;
 		}
 		push->jwt_renewed = true;
-		apns_cred_expired(a->ep->cred, a->jwt_gen, pgw_wall_ms() / 1000);
+		/* no newer token: the same one would only be refused again */
+		if (!apns_cred_expired(a->ep->cred, a->jwt_gen, pgw_wall_ms() / 1000)) {
+			attempt_finish(a, v.status, v.reason, detail);
+			return;
+		}
 		retry_or_finish(a, 0, v.status, v.reason, detail);
 		return;
 	case APNS_TRY_OTHER_ENV: {

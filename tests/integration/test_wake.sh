@@ -216,6 +216,27 @@ t_cancel_to_an_iphone_with_only_a_voip_token() {
 	expect_eq "no alert in a VoIP push" "$(jq -c .aps <<<"$body")" '{}'
 }
 
+t_expired_provider_token_renews_once() {
+	begin "ExpiredProviderToken on a young token: one new JWT and a retry, then no more signing"
+	start_gw E "$WORK/gw.json" || { bad "start"; return; }
+	sim_ctl A POST /reset >/dev/null
+	local t1 t2 t3; t1=$(tok 360); t2=$(tok 361); t3=$(tok 362)
+	sim_ctl A POST /script "{\"$t1\": [{\"status\":403,\"reason\":\"ExpiredProviderToken\"},{\"status\":200}],
+	  \"$t2\": [{\"status\":403,\"reason\":\"ExpiredProviderToken\"}]}" >/dev/null
+	api E POST /v1/wake "$(wake_body "$t1" exp-1)"
+	expect_eq "sent with a renewed token" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	expect_eq "the retry carried a new JWT" \
+		"$(sim_ctl A GET /requests | jq --arg t "$t1" '[.[] | select(.token == $t) | .headers.authorization] | unique | length')" 2
+	api E POST /v1/wake "$(wake_body "$t2" exp-2)"
+	expect_eq "the renewed token called expired too: auth_error, no retry" \
+		"$(jqb '.results[0].status'),$(jqb '.results[0].reason'),$(jqb '.results[0].attempts')" failed,auth_error,1
+	api E POST /v1/wake "$(wake_body "$t3" exp-3)"
+	expect_eq "other pushes go on" "$(jqb '.results[0].status')" sent
+	expect_eq "two JWTs in all: no signing loop" "$(sim_ctl A GET /stats | jq .distinct_jwts)" 2
+	check "the clock problem is logged" grep -q 'check the clock' "$WORK/gw-E.log"
+	stop_gw E
+}
+
 t_timeout_when_apns_never_answers() {
 	begin "a device APNs never answers ends 'timeout' at timeout_ms"
 	local t; t=$(tok 320)
@@ -357,6 +378,7 @@ t_one_push_per_token_across_explicit_and_registered
 t_shutdown_replaces_only_the_answering_connection
 t_cancel_to_an_iphone_with_a_remote_token
 t_cancel_to_an_iphone_with_only_a_voip_token
+t_expired_provider_token_renews_once
 t_timeout_when_apns_never_answers
 t_untrusted_upstream_certificate
 t_goaway_mid_load_loses_nothing
