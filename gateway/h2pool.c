@@ -82,6 +82,7 @@ struct h2_origin {
 	req_list inflight;
 	evloop_timer *reconnect_timer;
 	int failures; /* connect attempts failed since the last ready connection */
+	bool cert_refused; /* the last attempt failed on our client certificate */
 	uint64_t last_conn_id;
 	char last_error[200];
 	uint64_t handshakes, connect_failures, requests_sent, goaways;
@@ -138,6 +139,7 @@ const char *h2_result_str(h2_result r)
 	case H2_ERR_TIMEOUT: return "timeout";
 	case H2_ERR_OVERFLOW: return "queue_full";
 	case H2_ERR_SHUTDOWN: return "shutdown";
+	case H2_ERR_CLIENT_CERT: return "client_cert_refused";
 	}
 	return "unknown";
 }
@@ -799,14 +801,15 @@ static void on_conn_stream_end(void *owner, h2conn *c, void *stream_arg, h2conn_
 	}
 }
 
-static void origin_connect_failed(h2_origin *o, const char *why)
+static void origin_connect_failed(h2_origin *o, const char *why, bool cert_refused)
 {
 	o->connect_failures++;
 	o->failures++;
+	o->cert_refused = cert_refused;
 	snprintf(o->last_error, sizeof o->last_error, "%s", why);
 	/* a dead upstream answers at once rather than at every deadline */
 	if (origin_count(o, h2conn_is_ready) == 0 && origin_count(o, h2conn_is_connecting) == 0)
-		origin_fail_queue(o, H2_ERR_CONNECT, why);
+		origin_fail_queue(o, cert_refused ? H2_ERR_CLIENT_CERT : H2_ERR_CONNECT, why);
 	origin_schedule_reconnect(o);
 }
 
@@ -820,7 +823,7 @@ static void on_conn_closed(void *owner, h2conn *c, bool was_ready, bool clean, c
 	oc_unlink(o, oc);
 	free(oc);
 	if (!was_ready)
-		origin_connect_failed(o, why);
+		origin_connect_failed(o, why, h2conn_credential_refused(c));
 	else if (!clean)
 		origin_schedule_reconnect(o);
 	origin_maintain(o);
@@ -1013,7 +1016,7 @@ pgw_err h2pool_send(h2_origin *o, const h2_request *req)
 		return PGW_OK;
 	}
 	if (origin_is_down(o)) {
-		req_finish(r, H2_ERR_CONNECT, o->last_error);
+		req_finish(r, o->cert_refused ? H2_ERR_CLIENT_CERT : H2_ERR_CONNECT, o->last_error);
 		return PGW_OK;
 	}
 	if (o->queue.n >= pool->opts.max_queue) {

@@ -792,6 +792,13 @@ static void on_h2_response(void *arg, const h2_response *resp)
 	case H2_ERR_CONNECT:
 		attempt_finish(a, PGW_PUSH_FAILED, "connect_error", resp->error);
 		return;
+	case H2_ERR_CLIENT_CERT:
+		/* the credential is refused, not the network down: say so */
+		pgw_log(PGW_LOG_ERROR, "upstream refused our TLS client certificate: check the app's cert_file",
+			"provider", push->target->provider == PGW_PROVIDER_APNS ? "apns" : "fcm",
+			"app", push->target->app->name, "reason", resp->error ? resp->error : "-", NULL);
+		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", resp->error);
+		return;
 	case H2_ERR_LOST:
 	case H2_ERR_REFUSED:
 		retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,

@@ -48,6 +48,8 @@ typedef enum h2_result {
 	H2_ERR_TIMEOUT,   /* deadline passed before a response */
 	H2_ERR_OVERFLOW,  /* origin queue full */
 	H2_ERR_SHUTDOWN,  /* pool freed */
+	H2_ERR_CLIENT_CERT, /* no connection: the server refused our TLS client
+	                       certificate (a certificate alert in the handshake) */
 } h2_result;
 
 const char *h2_result_str(h2_result r);
