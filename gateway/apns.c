@@ -16,6 +16,9 @@ struct apns_cred {
 	size_t key_len;
 	char *authorization; /* "bearer <jwt>" */
 	int64_t signed_at_s;
+	/* the current token replaced one younger than APNS_JWT_MIN_AGE_S */
+	bool early;
+	uint64_t warned_gen; /* generation the clock warning was logged for */
 	uint64_t generation;
 	uint64_t signatures;
 	int refs;
@@ -46,6 +49,7 @@ static pgw_err cred_sign(apns_cred *cred, int64_t now_s)
 	free(cred->authorization);
 	cred->authorization = auth;
 	cred->signed_at_s = now_s;
+	cred->early = false;
 	cred->generation++;
 	cred->signatures++;
 	rc = PGW_OK;
@@ -123,19 +127,38 @@ const char *apns_cred_authorization(apns_cred *cred, int64_t now_s)
 	return cred->authorization;
 }
 
-void apns_cred_expired(apns_cred *cred, uint64_t gen, int64_t now_s)
+bool apns_cred_expired(apns_cred *cred, uint64_t gen, int64_t now_s)
 {
-	/* Many in-flight requests carry the same rejected token: renew once. A
-	 * token younger than a minute that Apple calls expired points at a wrong
-	 * clock, and re-signing in a loop would earn TooManyProviderTokenUpdates. */
+	int64_t age = now_s - cred->signed_at_s;
+	bool young = age < APNS_JWT_MIN_AGE_S;
+	char age_s[24];
+
+	/* Many in-flight requests carry the same rejected token: renew once. */
 	if (gen != cred->generation)
-		return;
-	if (now_s - cred->signed_at_s < 60) {
-		pgw_log(PGW_LOG_ERROR, "apns says a fresh provider token expired: check the clock",
-			"team_id", cred->team_id, "key_id", cred->key_id, NULL);
-		return;
+		return true;
+	/* Apple calls a token expired once its iat is an hour old by Apple's
+	 * clock. One younger than 20 minutes by ours means the clocks disagree,
+	 * which a new signature does not cure, while every extra one risks
+	 * TooManyProviderTokenUpdates on each connection. So a young token is
+	 * replaced once (a glitch, a clock step just before signing) and then
+	 * kept until it is 20 minutes old. */
+	snprintf(age_s, sizeof age_s, "%lld", (long long)age);
+	if (young && cred->early) {
+		if (cred->warned_gen != cred->generation) {
+			cred->warned_gen = cred->generation;
+			pgw_log(PGW_LOG_ERROR,
+				"apns calls fresh provider tokens expired: check the clock; the token is kept until it is 20 minutes old",
+				"team_id", cred->team_id, "key_id", cred->key_id, "age_s", age_s, NULL);
+		}
+		return false;
 	}
-	cred_sign(cred, now_s);
+	if (cred_sign(cred, now_s) != PGW_OK)
+		return false;
+	cred->early = young;
+	if (young)
+		pgw_log(PGW_LOG_WARN, "apns called a provider token younger than 20 minutes expired: renewed once",
+			"team_id", cred->team_id, "key_id", cred->key_id, "age_s", age_s, NULL);
+	return true;
 }
 
 uint64_t apns_cred_generation(const apns_cred *cred)

@@ -36,6 +36,7 @@ struct fcm_auth {
 	bool fetching;
 	bool freed;   /* freed while a fetch was in flight: its answer frees */
 	int64_t retry_ms;
+	int64_t retry_at_ms; /* after a failed fetch: when the next one starts; else 0 */
 	waiter *waiters, **waiters_tail;
 	evloop_timer *refresh_timer;
 	evloop_timer *notify_timer;
@@ -173,6 +174,8 @@ static void on_token_response(void *arg, const h2_response *resp)
 	if (auth->retry_ms > RETRY_MAX_MS)
 		auth->retry_ms = RETRY_MAX_MS;
 	schedule_refresh(auth, auth->retry_ms);
+	if (auth->refresh_timer)
+		auth->retry_at_ms = pgw_now_ms() + auth->retry_ms;
 }
 
 static char *form_body(const char *assertion, size_t *len)
@@ -216,6 +219,7 @@ static void start_fetch(fcm_auth *auth)
 	req.arg = auth;
 	if (h2pool_send(auth->origin, &req) == PGW_OK) {
 		auth->fetching = true;
+		auth->retry_at_ms = 0;
 	} else {
 		snprintf(auth->last_error, sizeof auth->last_error, "token_uri: request queue full");
 		notify_soon(auth);
@@ -288,10 +292,22 @@ uint64_t fcm_auth_fetches(const fcm_auth *auth)
 	return auth->fetches;
 }
 
-pgw_err fcm_auth_wait(fcm_auth *auth, fcm_token_fn cb, void *arg)
+pgw_err fcm_auth_wait(fcm_auth *auth, int64_t deadline_ms, fcm_token_fn cb, void *arg)
 {
-	waiter *w = calloc(1, sizeof *w);
+	bool fetch = false;
+	waiter *w;
 
+	if (!fcm_auth_header(auth) && !auth->fetching) {
+		/* after a failure the next fetch is already scheduled: a burst of
+		 * wakes must not turn the backoff into one fetch per wake */
+		if (auth->retry_at_ms && auth->refresh_timer) {
+			if (auth->retry_at_ms >= deadline_ms)
+				return PGW_EAUTH;
+		} else {
+			fetch = true;
+		}
+	}
+	w = calloc(1, sizeof *w);
 	if (!w)
 		return PGW_ENOMEM;
 	w->cb = cb;
@@ -300,9 +316,29 @@ pgw_err fcm_auth_wait(fcm_auth *auth, fcm_token_fn cb, void *arg)
 	auth->waiters_tail = &w->next;
 	if (fcm_auth_header(auth))
 		notify_soon(auth);
-	else
+	else if (fetch)
 		start_fetch(auth);
 	return PGW_OK;
+}
+
+void fcm_auth_unwait(fcm_auth *auth, void *arg)
+{
+	waiter **pp, *w;
+
+	for (pp = &auth->waiters; (w = *pp); pp = &w->next) {
+		if (w->arg != arg)
+			continue;
+		*pp = w->next;
+		if (auth->waiters_tail == &w->next)
+			auth->waiters_tail = pp;
+		free(w);
+		return;
+	}
+}
+
+const char *fcm_auth_last_error(const fcm_auth *auth)
+{
+	return auth->last_error[0] ? auth->last_error : "no OAuth token";
 }
 
 void fcm_auth_invalidate(fcm_auth *auth, uint64_t gen)

@@ -90,6 +90,7 @@ struct h2conn {
 	bool peer_eof;
 	bool dead;
 	bool clean;
+	bool cred_refused; /* the server answered our client certificate with an alert */
 	bool report_ready, report_capacity, report_goaway;
 	uint32_t goaway_code;
 	int32_t goaway_last_id;
@@ -180,6 +181,27 @@ static void conn_finish_clean(h2conn *c, const char *why)
 	snprintf(c->why, sizeof c->why, "%s", why);
 }
 
+/* Alerts only the verifier of a certificate sends. Our side verifies the
+ * server's, so one received from the server is about our client
+ * certificate (or its absence): a credential problem, not the network. */
+static bool peer_refused_our_cert(unsigned long e)
+{
+	if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+		return false;
+	switch (ERR_GET_REASON(e)) {
+	case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+	case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+	case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+	case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+	case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+		return true;
+	}
+	return false;
+}
+
 static void tls_error_text(h2conn *c, char *buf, size_t n)
 {
 	long vr = c->ssl ? SSL_get_verify_result(c->ssl) : X509_V_OK;
@@ -190,6 +212,10 @@ static void tls_error_text(h2conn *c, char *buf, size_t n)
 		return;
 	}
 	if (e) {
+		/* TLS 1.3 settles the client certificate after our Finished, so
+		 * the refusal can come on the first read rather than the handshake */
+		if (!c->was_ready && !c->dead && peer_refused_our_cert(e))
+			c->cred_refused = true;
 		ERR_error_string_n(e, buf, n);
 		return;
 	}
@@ -1001,6 +1027,11 @@ bool h2conn_is_ready(const h2conn *c)
 bool h2conn_is_connecting(const h2conn *c)
 {
 	return !c->dead && !c->was_ready && c->state != ST_CLOSED;
+}
+
+bool h2conn_credential_refused(const h2conn *c)
+{
+	return c->cred_refused;
 }
 
 bool h2conn_is_draining(const h2conn *c)

@@ -41,6 +41,7 @@ struct h2req {
 	h2req *prev, *next; /* in exactly one req_list */
 	enum req_state state;
 	origin_conn *oc;        /* REQ_SENT: where its stream is */
+	uint64_t conn_id;       /* the connection it was last sent on */
 	h2conn_stream *stream;
 	evloop_timer *deadline_timer;
 	int64_t deadline_ms;
@@ -62,6 +63,7 @@ struct origin_conn {
 	h2_origin *origin;
 	h2conn *conn;
 	resolve_job *job; /* while its host name is being resolved */
+	uint64_t id;      /* unique within the origin, never reused */
 	origin_conn *prev, *next;
 };
 
@@ -80,6 +82,8 @@ struct h2_origin {
 	req_list inflight;
 	evloop_timer *reconnect_timer;
 	int failures; /* connect attempts failed since the last ready connection */
+	bool cert_refused; /* the last attempt failed on our client certificate */
+	uint64_t last_conn_id;
 	char last_error[200];
 	uint64_t handshakes, connect_failures, requests_sent, goaways;
 };
@@ -135,6 +139,7 @@ const char *h2_result_str(h2_result r)
 	case H2_ERR_TIMEOUT: return "timeout";
 	case H2_ERR_OVERFLOW: return "queue_full";
 	case H2_ERR_SHUTDOWN: return "shutdown";
+	case H2_ERR_CLIENT_CERT: return "client_cert_refused";
 	}
 	return "unknown";
 }
@@ -282,6 +287,7 @@ static void req_deliver(h2req *r)
 
 	if (r->result == H2_OK) {
 		resp.status = r->sink.status;
+		resp.conn_id = r->conn_id;
 		if (r->sink.n_headers > sizeof stack_hdrs / sizeof stack_hdrs[0])
 			hdrs = malloc(r->sink.n_headers * sizeof *hdrs);
 		for (size_t i = 0; hdrs && i < r->sink.n_headers; i++) {
@@ -391,6 +397,7 @@ static pgw_err req_submit(h2req *r, origin_conn *oc)
 		return err;
 	r->state = REQ_SENT;
 	r->oc = oc;
+	r->conn_id = oc->id;
 	list_push_back(&o->inflight, r);
 	return PGW_OK;
 }
@@ -559,6 +566,7 @@ static pgw_err origin_open_conn(h2_origin *o)
 	if (!oc)
 		return PGW_ENOMEM;
 	oc->origin = o;
+	oc->id = ++o->last_conn_id;
 	if (h2conn_new(pool->loop, o->ctx, &co, &pool_conn_events, oc, &oc->conn) != PGW_OK)
 		goto fail;
 	if (o->host_is_ip) {
@@ -793,14 +801,15 @@ static void on_conn_stream_end(void *owner, h2conn *c, void *stream_arg, h2conn_
 	}
 }
 
-static void origin_connect_failed(h2_origin *o, const char *why)
+static void origin_connect_failed(h2_origin *o, const char *why, bool cert_refused)
 {
 	o->connect_failures++;
 	o->failures++;
+	o->cert_refused = cert_refused;
 	snprintf(o->last_error, sizeof o->last_error, "%s", why);
 	/* a dead upstream answers at once rather than at every deadline */
 	if (origin_count(o, h2conn_is_ready) == 0 && origin_count(o, h2conn_is_connecting) == 0)
-		origin_fail_queue(o, H2_ERR_CONNECT, why);
+		origin_fail_queue(o, cert_refused ? H2_ERR_CLIENT_CERT : H2_ERR_CONNECT, why);
 	origin_schedule_reconnect(o);
 }
 
@@ -814,7 +823,7 @@ static void on_conn_closed(void *owner, h2conn *c, bool was_ready, bool clean, c
 	oc_unlink(o, oc);
 	free(oc);
 	if (!was_ready)
-		origin_connect_failed(o, why);
+		origin_connect_failed(o, why, h2conn_credential_refused(c));
 	else if (!clean)
 		origin_schedule_reconnect(o);
 	origin_maintain(o);
@@ -1007,7 +1016,7 @@ pgw_err h2pool_send(h2_origin *o, const h2_request *req)
 		return PGW_OK;
 	}
 	if (origin_is_down(o)) {
-		req_finish(r, H2_ERR_CONNECT, o->last_error);
+		req_finish(r, o->cert_refused ? H2_ERR_CLIENT_CERT : H2_ERR_CONNECT, o->last_error);
 		return PGW_OK;
 	}
 	if (o->queue.n >= pool->opts.max_queue) {
@@ -1042,12 +1051,18 @@ void h2pool_origin_stats(const h2_origin *o, h2_origin_stats *out)
 	out->goaways = o->goaways;
 }
 
-void h2pool_origin_recycle(h2_origin *o)
+void h2pool_conn_recycle(h2_origin *o, uint64_t conn_id)
 {
-	for (origin_conn *oc = o->conns; oc; oc = oc->next)
-		if (h2conn_is_ready(oc->conn))
-			h2conn_drain(oc->conn);
-	pgw_log(PGW_LOG_INFO, "upstream connections recycled", "origin", o->authority, NULL);
+	origin_conn *oc;
+
+	for (oc = o->conns; oc; oc = oc->next)
+		if (oc->id == conn_id)
+			break;
+	/* already gone or going: its replacement is on its way */
+	if (!oc || h2conn_is_draining(oc->conn))
+		return;
+	h2conn_drain(oc->conn);
+	pgw_log(PGW_LOG_INFO, "upstream connection recycled", "origin", o->authority, NULL);
 	origin_maintain(o);
 }
 

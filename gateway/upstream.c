@@ -76,7 +76,8 @@ typedef struct attempt {
 	h2_origin *origin;
 	pgw_apns_env env;
 	uint64_t jwt_gen;   /* APNs JWT or FCM OAuth token generation used */
-	evloop_timer *timer;
+	evloop_timer *timer; /* first send, retry backoff, or the deadline of a token wait */
+	bool waiting_token;  /* registered with fcm_auth_wait() */
 	struct attempt *prev, *next; /* upstream's live attempts */
 } attempt;
 
@@ -566,7 +567,7 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_RECYCLE:
-		h2pool_origin_recycle(a->origin);
+		h2pool_conn_recycle(a->origin, resp->conn_id);
 		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_AFTER_1S:
@@ -583,7 +584,11 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 			return;
 		}
 		push->jwt_renewed = true;
-		apns_cred_expired(a->ep->cred, a->jwt_gen, pgw_wall_ms() / 1000);
+		/* no newer token: the same one would only be refused again */
+		if (!apns_cred_expired(a->ep->cred, a->jwt_gen, pgw_wall_ms() / 1000)) {
+			attempt_finish(a, v.status, v.reason, detail);
+			return;
+		}
 		retry_or_finish(a, 0, v.status, v.reason, detail);
 		return;
 	case APNS_TRY_OTHER_ENV: {
@@ -657,7 +662,7 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 	pgw_push *push = a->push;
 	const char *ra;
 	fcm_verdict v;
-	long secs;
+	int64_t secs;
 
 	fcm_classify(resp->status, resp->body, resp->body_len, &v);
 	if (v.loud)
@@ -677,8 +682,8 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 	case FCM_RETRY_AFTER:
 		/* project-wide quota: only worth it when the wait fits the deadline */
 		ra = header_value(resp, "retry-after");
-		secs = ra ? strtol(ra, NULL, 10) : -1;
-		if (secs < 0 || secs > 3600) {
+		if (!ra || pgw_retry_after_s(ra, pgw_wall_ms() / 1000, &secs) != PGW_OK ||
+		    secs > 3600) {
 			attempt_finish(a, v.status, v.reason, v.detail);
 			return;
 		}
@@ -713,24 +718,61 @@ static void on_fcm_token(void *arg, const char *header, const char *error)
 {
 	attempt *a = arg;
 
-	if (!header || a->up->stopping) {
+	a->waiting_token = false;
+	evloop_timer_cancel(a->up->loop, a->timer);
+	a->timer = NULL;
+	if (a->up->stopping) {
+		attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
+		return;
+	}
+	/* the token may come in the same loop turn as the deadline */
+	if (pgw_now_ms() >= a->push->deadline_ms) {
+		attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, "waiting for the OAuth token");
+		return;
+	}
+	if (!header) {
 		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", error ? error : "no OAuth token");
 		return;
 	}
 	send_fcm_with(a, header);
 }
 
+/* The wake's deadline came while the token fetch was still out. */
+static void token_deadline_fire(void *arg)
+{
+	attempt *a = arg;
+
+	a->timer = NULL;
+	a->waiting_token = false;
+	fcm_auth_unwait(a->fep->auth, a);
+	attempt_finish(a, PGW_PUSH_TIMEOUT, NULL, "waiting for the OAuth token");
+}
+
 static void send_fcm(attempt *a)
 {
-	const char *header = fcm_auth_header(a->fep->auth);
+	fcm_auth *auth = a->fep->auth;
+	const char *header = fcm_auth_header(auth);
+	pgw_err rc;
 
 	if (header) {
 		send_fcm_with(a, header);
 		return;
 	}
-	/* no token yet (start-up, or after a 401): wait for the one fetch */
-	if (fcm_auth_wait(a->fep->auth, on_fcm_token, a) != PGW_OK)
+	/* no token yet (start-up, or after a 401): wait for the one fetch, no
+	 * longer than the wake may take */
+	rc = fcm_auth_wait(auth, a->push->deadline_ms, on_fcm_token, a);
+	if (rc == PGW_EAUTH) {
+		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", fcm_auth_last_error(auth));
+		return;
+	}
+	if (rc != PGW_OK) {
 		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", "out of memory");
+		return;
+	}
+	a->waiting_token = true;
+	/* without the timer (out of memory) the fetch's own timeout still ends it */
+	a->timer = evloop_timer_add(a->up->loop, a->push->deadline_ms - pgw_now_ms(),
+				    token_deadline_fire, a);
 }
 
 /* ---- common ---- */
@@ -749,6 +791,13 @@ static void on_h2_response(void *arg, const h2_response *resp)
 		return;
 	case H2_ERR_CONNECT:
 		attempt_finish(a, PGW_PUSH_FAILED, "connect_error", resp->error);
+		return;
+	case H2_ERR_CLIENT_CERT:
+		/* the credential is refused, not the network down: say so */
+		pgw_log(PGW_LOG_ERROR, "upstream refused our TLS client certificate: check the app's cert_file",
+			"provider", push->target->provider == PGW_PROVIDER_APNS ? "apns" : "fcm",
+			"app", push->target->app->name, "reason", resp->error ? resp->error : "-", NULL);
+		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", resp->error);
 		return;
 	case H2_ERR_LOST:
 	case H2_ERR_REFUSED:
@@ -877,6 +926,10 @@ void upstream_shutdown(upstream *up)
 		if (a->timer) {
 			evloop_timer_cancel(up->loop, a->timer);
 			a->timer = NULL;
+			if (a->waiting_token) {
+				a->waiting_token = false;
+				fcm_auth_unwait(a->fep->auth, a);
+			}
 			attempt_finish(a, PGW_PUSH_FAILED, "shutting_down", NULL);
 		}
 	}

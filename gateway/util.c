@@ -236,3 +236,149 @@ void pgw_sha256(const void *data, size_t n, unsigned char out[32])
 {
 	SHA256(data, n, out);
 }
+
+#define RETRY_AFTER_MAX_S (366 * 86400)
+
+static const char *const month_names[12] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+static const char *const day_names[7] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+static const char *const day_names_long[7] = {"Monday", "Tuesday", "Wednesday", "Thursday",
+					      "Friday", "Saturday", "Sunday"};
+
+/* Exactly n digits at *p (n > 0); advances *p. */
+static bool take_digits(const char **p, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)(*p)[i]))
+			return false;
+		v = v * 10 + ((*p)[i] - '0');
+	}
+	*p += n;
+	*out = v;
+	return true;
+}
+
+static bool take_lit(const char **p, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	if (strncmp(*p, lit, n) != 0)
+		return false;
+	*p += n;
+	return true;
+}
+
+/* One of names[0..n) at *p, compared exactly (HTTP dates are case-sensitive). */
+static bool take_name(const char **p, const char *const *names, int n, int *out)
+{
+	for (int i = 0; i < n; i++) {
+		if (take_lit(p, names[i])) {
+			*out = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* "HH:MM:SS" */
+static bool take_time(const char **p, struct tm *tm)
+{
+	return take_digits(p, 2, &tm->tm_hour) && take_lit(p, ":") &&
+	       take_digits(p, 2, &tm->tm_min) && take_lit(p, ":") && take_digits(p, 2, &tm->tm_sec);
+}
+
+/* Sun, 06 Nov 1994 08:49:37 GMT */
+static bool imf_fixdate(const char *p, struct tm *tm)
+{
+	int d;
+
+	return take_name(&p, day_names, 7, &d) && take_lit(&p, ", ") &&
+	       take_digits(&p, 2, &tm->tm_mday) && take_lit(&p, " ") &&
+	       take_name(&p, month_names, 12, &tm->tm_mon) && take_lit(&p, " ") &&
+	       take_digits(&p, 4, &tm->tm_year) && take_lit(&p, " ") && take_time(&p, tm) &&
+	       take_lit(&p, " GMT") && *p == '\0';
+}
+
+/* Sunday, 06-Nov-94 08:49:37 GMT; a two-digit year more than 50 years
+ * ahead of now_year is the last one in the past with those digits. */
+static bool rfc850_date(const char *p, int now_year, struct tm *tm)
+{
+	int d, yy;
+
+	if (!(take_name(&p, day_names_long, 7, &d) && take_lit(&p, ", ") &&
+	      take_digits(&p, 2, &tm->tm_mday) && take_lit(&p, "-") &&
+	      take_name(&p, month_names, 12, &tm->tm_mon) && take_lit(&p, "-") &&
+	      take_digits(&p, 2, &yy) && take_lit(&p, " ") && take_time(&p, tm) &&
+	      take_lit(&p, " GMT") && *p == '\0'))
+		return false;
+	tm->tm_year = now_year - now_year % 100 + yy;
+	if (tm->tm_year > now_year + 50)
+		tm->tm_year -= 100;
+	return true;
+}
+
+/* Sun Nov  6 08:49:37 1994 */
+static bool asctime_date(const char *p, struct tm *tm)
+{
+	int d;
+
+	if (!(take_name(&p, day_names, 7, &d) && take_lit(&p, " ") &&
+	      take_name(&p, month_names, 12, &tm->tm_mon) && take_lit(&p, " ")))
+		return false;
+	if (*p == ' ') {
+		p++;
+		if (!take_digits(&p, 1, &tm->tm_mday))
+			return false;
+	} else if (!take_digits(&p, 2, &tm->tm_mday)) {
+		return false;
+	}
+	return take_lit(&p, " ") && take_time(&p, tm) && take_lit(&p, " ") &&
+	       take_digits(&p, 4, &tm->tm_year) && *p == '\0';
+}
+
+pgw_err pgw_retry_after_s(const char *value, int64_t now_s, int64_t *out_s)
+{
+	static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	char buf[64];
+	const char *p;
+	size_t n;
+	struct tm tm = {0}, now_tm;
+	time_t now = (time_t)now_s, at;
+
+	if (!value)
+		return PGW_EINVAL;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	n = strlen(value);
+	while (n && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+		n--;
+	if (n == 0 || n >= sizeof buf)
+		return PGW_EINVAL;
+	memcpy(buf, value, n);
+	buf[n] = '\0';
+	for (p = buf; isdigit((unsigned char)*p); p++)
+		;
+	if (*p == '\0') {
+		int64_t secs = 0;
+		for (p = buf; *p && secs <= RETRY_AFTER_MAX_S; p++)
+			secs = secs * 10 + (*p - '0');
+		*out_s = secs > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S : secs;
+		return PGW_OK;
+	}
+	gmtime_r(&now, &now_tm);
+	if (!imf_fixdate(buf, &tm) && !rfc850_date(buf, now_tm.tm_year + 1900, &tm) &&
+	    !asctime_date(buf, &tm))
+		return PGW_EINVAL;
+	if (tm.tm_mday < 1 || tm.tm_mday > mdays[tm.tm_mon] || tm.tm_hour > 23 ||
+	    tm.tm_min > 59 || tm.tm_sec > 60)
+		return PGW_EINVAL;
+	tm.tm_year -= 1900;
+	at = timegm(&tm);
+	if (at == (time_t)-1)
+		return PGW_EINVAL;
+	*out_s = at <= now ? 0 : (int64_t)at - now_s > RETRY_AFTER_MAX_S ? RETRY_AFTER_MAX_S
+								: (int64_t)at - now_s;
+	return PGW_OK;
+}

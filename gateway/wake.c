@@ -242,7 +242,37 @@ static pgw_err parse_devices(pgw_wake *w, json_t *root, const pgw_config *cfg,
 	return PGW_OK;
 }
 
-/* One push per distinct device: a wake that names a phone twice rings it once. */
+/* The token a push to t goes to for this kind, and whether that is an APNs
+ * alert push: a wake rings the VoIP token (a device with only a remote token
+ * gets an alert), a cancel ends the call on the alert token when there is one
+ * (SPEC §3). */
+static const char *push_token(const pgw_target *t, pgw_push_kind kind, bool *alert)
+{
+	*alert = false;
+	if (t->provider != PGW_PROVIDER_APNS)
+		return t->token;
+	*alert = kind == PGW_PUSH_CALL ? !t->token : t->remote_token != NULL;
+	return *alert ? t->remote_token : t->token;
+}
+
+/* Two targets make the same push when it would leave for the same provider,
+ * app and token: a device named explicitly by its VoIP token and registered
+ * with its remote token as well is still one phone to ring. */
+static bool same_push(const pgw_target *a, const pgw_target *b, pgw_push_kind kind)
+{
+	bool alert_a, alert_b;
+	const char *ta = push_token(a, kind, &alert_a), *tb = push_token(b, kind, &alert_b);
+
+	if (a->provider != b->provider || alert_a != alert_b || !ta || !tb)
+		return false;
+	if (a->app != b->app && strcmp(a->app->name, b->app->name) != 0)
+		return false;
+	return strcmp(ta, tb) == 0;
+}
+
+/* One push per distinct upstream request: a wake that names a phone twice
+ * rings it once. The first target of a group (request order) is the one
+ * pushed; every target still gets its own result. */
 static pgw_err plan_pushes(pgw_wake *w, pgw_http_error *err)
 {
 	size_t i, j;
@@ -253,7 +283,7 @@ static pgw_err plan_pushes(pgw_wake *w, pgw_http_error *err)
 		return fail(err, 500, "internal_error", "out of memory");
 	for (i = 0; i < w->n_targets; i++) {
 		for (j = 0; j < w->n_pushes; j++)
-			if (target_equal(&w->targets[i], w->pushes[j].target))
+			if (same_push(&w->targets[i], w->pushes[j].target, w->kind))
 				break;
 		w->push_of[i] = j;
 		if (j == w->n_pushes)
@@ -280,9 +310,7 @@ static pgw_err build_bodies(pgw_wake *w)
 		p->expiration_s = ctx.sent_at_s + w->ttl_s;
 		p->deadline_ms = deadline;
 		if (t->provider == PGW_PROVIDER_APNS) {
-			/* a wake rings the VoIP token; a cancel ends the call on the
-			 * alert token when there is one (SPEC §3) */
-			p->alert = w->kind == PGW_PUSH_CALL ? !t->token : t->remote_token != NULL;
+			push_token(t, w->kind, &p->alert);
 			p->body = payload_apns(&ctx, t, w->kind, p->alert, &p->body_len);
 		} else {
 			p->body = payload_fcm(&ctx, t, w->kind, &p->body_len);

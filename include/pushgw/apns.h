@@ -38,8 +38,11 @@ const char *apns_cred_authorization(apns_cred *cred, int64_t now_s);
 void apns_cred_renew_if_due(apns_cred *cred, int64_t now_s);
 /* Apple said ExpiredProviderToken for a request sent with generation gen:
  * renew at once unless that was already done (one renewal per rejected
- * token, however many requests carried it). */
-void apns_cred_expired(apns_cred *cred, uint64_t gen, int64_t now_s);
+ * token, however many requests carried it). A token younger than
+ * APNS_JWT_MIN_AGE_S is renewed only when it was not itself such an early
+ * renewal: at most one early signature per 20 minutes. True when a newer
+ * token than gen is there to retry with. */
+bool apns_cred_expired(apns_cred *cred, uint64_t gen, int64_t now_s);
 /* Generation of the current token (bumped on every signature). */
 uint64_t apns_cred_generation(const apns_cred *cred);
 /* Signatures made so far. */

@@ -36,8 +36,18 @@ uint64_t fcm_auth_generation(const fcm_auth *auth);
 /* Called with the header once a token is there, or NULL and a reason when
  * the fetch failed. Never called from inside fcm_auth_wait(). */
 typedef void (*fcm_token_fn)(void *arg, const char *header, const char *error);
-/* Wait for a token (starting a fetch when none is in flight). */
-pgw_err fcm_auth_wait(fcm_auth *auth, fcm_token_fn cb, void *arg);
+/* Wait for a token, starting a fetch when none is in flight or scheduled.
+ * deadline_ms (pgw_now_ms() clock) only decides whether waiting is worth it:
+ * after a failed fetch the next one waits for its backoff, and when that
+ * comes at or after deadline_ms this answers PGW_EAUTH at once (no callback;
+ * fcm_auth_last_error() says why). Bounding the wait itself is the caller's
+ * job (fcm_auth_unwait()). PGW_OK: cb comes exactly once unless unwaited. */
+pgw_err fcm_auth_wait(fcm_auth *auth, int64_t deadline_ms, fcm_token_fn cb, void *arg);
+/* Stop waiting: the waiter registered with arg is dropped and its callback
+ * never comes. Nothing happens when there is none. */
+void fcm_auth_unwait(fcm_auth *auth, void *arg);
+/* Why the last fetch failed ("token_uri answered 400 invalid_grant" …). */
+const char *fcm_auth_last_error(const fcm_auth *auth);
 
 /* FCM said 401 for a request sent with generation gen: drop that token (once)
  * so the next request waits for a fresh one. */

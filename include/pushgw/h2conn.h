@@ -87,6 +87,10 @@ void h2conn_free(h2conn *c);
 bool h2conn_is_ready(const h2conn *c);      /* takes new streams */
 bool h2conn_is_connecting(const h2conn *c); /* not ready yet, not closing */
 bool h2conn_is_draining(const h2conn *c);
+/* The server refused our TLS client certificate (or asked for one we did not
+ * have) with a certificate alert before the connection was ready. Meaningful
+ * in closed(). */
+bool h2conn_credential_refused(const h2conn *c);
 /* Streams the peer would accept now: its SETTINGS_MAX_CONCURRENT_STREAMS
  * minus streams open; 0 when not ready. */
 int h2conn_free_streams(const h2conn *c);

@@ -48,6 +48,8 @@ typedef enum h2_result {
 	H2_ERR_TIMEOUT,   /* deadline passed before a response */
 	H2_ERR_OVERFLOW,  /* origin queue full */
 	H2_ERR_SHUTDOWN,  /* pool freed */
+	H2_ERR_CLIENT_CERT, /* no connection: the server refused our TLS client
+	                       certificate (a certificate alert in the handshake) */
 } h2_result;
 
 const char *h2_result_str(h2_result r);
@@ -60,6 +62,8 @@ typedef struct h2_header {
 typedef struct h2_response {
 	h2_result result;
 	int status; /* HTTP :status, 0 when result != H2_OK */
+	uint64_t conn_id; /* the connection that answered (H2_OK), for
+	                     h2pool_conn_recycle(); 0 when none */
 	/* valid only during the callback */
 	const h2_header *headers;
 	size_t n_headers;
@@ -112,8 +116,11 @@ pgw_err h2pool_send(h2_origin *origin, const h2_request *req);
 
 void h2pool_origin_stats(const h2_origin *origin, h2_origin_stats *out);
 
-/* Close this origin's connections with GOAWAY once their streams are done and
- * open fresh ones (APNs "Shutdown", TooManyProviderTokenUpdates). */
-void h2pool_origin_recycle(h2_origin *origin);
+/* Close the connection conn_id (h2_response.conn_id) with GOAWAY once its
+ * streams are done and open a fresh one in its place; the origin's other
+ * connections stay (APNs "Shutdown" and TooManyProviderTokenUpdates are about
+ * the connection that answered). Nothing happens when that connection is
+ * already closed or closing. */
+void h2pool_conn_recycle(h2_origin *origin, uint64_t conn_id);
 
 #endif

@@ -49,6 +49,13 @@ char *pgw_path_join(const char *dir, const char *path);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void pgw_hex(const unsigned char *in, size_t n, char *out);
 
+/* Seconds to wait from a Retry-After value (RFC 9110 §10.2.3): delta-seconds,
+ * or an HTTP-date in any of the three forms a recipient must accept
+ * (IMF-fixdate, RFC 850, asctime) taken relative to now_s (Unix seconds). A
+ * date already past is 0; huge values are capped at one year. PGW_EINVAL
+ * when value is neither. */
+pgw_err pgw_retry_after_s(const char *value, int64_t now_s, int64_t *out_s);
+
 /* SHA-256 of data into out[32]. */
 void pgw_sha256(const void *data, size_t n, unsigned char out[32]);
 

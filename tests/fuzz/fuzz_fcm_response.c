@@ -170,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 3)
 		return 0;
-	result = (h2_result)((data[0] & 7) % (H2_ERR_SHUTDOWN + 1));
+	result = (h2_result)((data[0] & 7) % (H2_ERR_CLIENT_CERT + 1));
 	status = data[1] << 8 | data[2];
 	len = size - 3;
 	if (!(body = copy_bytes(data + 3, len, false)))

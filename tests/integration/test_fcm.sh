@@ -91,6 +91,20 @@ t_fcm_errors_map_to_statuses() {
 	api F POST /v1/wake "$(fcm_body "$t" q2)"
 	expect_eq "Retry-After beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
 	expect_eq "reason" "$(jqb '.results[0].reason')" QUOTA_EXCEEDED
+	# Retry-After as an HTTP date (RFC 9110): 3 s ahead is a wait of 2 to 3 s
+	t="$FTOK-qd"
+	local when; when=$(LC_ALL=C date -u -d '+3 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"$when\"},{\"status\":200}]}" >/dev/null
+	start=$(date +%s%N)
+	api F POST /v1/wake "$(fcm_body "$t" qd '.timeout_ms = 8000')"
+	took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "Retry-After as a date: sent at the second try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	check "waited until that date (took ${took} ms)" test "$took" -ge 1000
+	t="$FTOK-qd2"
+	when=$(LC_ALL=C date -u -d '+60 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"$when\"}]}" >/dev/null
+	api F POST /v1/wake "$(fcm_body "$t" qd2)"
+	expect_eq "Retry-After date beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
 }
 
 t_revoked_token_is_refreshed_once() {
@@ -127,6 +141,11 @@ t_android_cancel() {
 	expect_eq "reason" "$(jq -r .data.reason <<<"$m")" answered_elsewhere
 	expect_eq "call_id" "$(jq -r .data.call_id <<<"$m")" f-c
 	expect_eq "priority" "$(jq -r .android.priority <<<"$m")" HIGH
+	expect_eq "android.ttl (default ttl)" "$(jq -r .android.ttl <<<"$m")" 30s
+	expect_eq "a data message: no notification block" "$(jq '[has("notification"), (.android | has("notification"))] | any' <<<"$m")" false
+	expect_eq "to the device's token" "$(jq -r .token <<<"$m")" "$FTOK-c"
+	expect_eq "caller" "$(jq -r .data.caller <<<"$m")" "+15551234567"
+	expect_eq "every data value is a string" "$(jq -c '[.data[] | type] | unique' <<<"$m")" '["string"]'
 }
 
 t_android_contacts_as_softphones_send_them() {
@@ -172,6 +191,54 @@ t_rejected_assertion_is_auth_error() {
 	expect_eq "exit status" "$GW_EXIT" 0
 }
 
+oauth_answered() { sim_ctl A GET /requests | jq '[.[] | select(.kind == "oauth" and .outcome == "answered")] | length'; }
+
+t_wake_waiting_for_a_slow_token_ends_at_its_deadline() {
+	begin "a wake waiting for a slow OAuth token ends 'timeout' at timeout_ms; the token serves later wakes"
+	local delay=4000
+	sim_ctl A POST "/oauth?delay_ms=$delay" >/dev/null
+	sim_ctl A POST /reset >/dev/null
+	start_gw S "$WORK/fcm.json" || { bad "start"; sim_ctl A POST '/oauth?delay_ms=0' >/dev/null; return; }
+	local start; start=$(date +%s%N)
+	api S POST /v1/wake "$(fcm_body "$FTOK-slow" slow-1 '.timeout_ms = 800')"
+	local took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "HTTP 200" "$STATUS" 200
+	expect_eq "timeout" "$(jqb '.results[0].status')" timeout
+	expect_eq "answered before the token endpoint did" "$(oauth_answered)" 0
+	check "answered well before the ${delay} ms token delay (took ${took} ms)" test "$took" -lt $((delay - 1000))
+	expect_eq "nothing reached FCM without a token" "$(fcm_reqs "$FTOK-slow" | jq length)" 0
+	local i
+	for i in $(seq 1 150); do [ "$(oauth_answered)" -ge 1 ] && break; sleep 0.1; done
+	expect_eq "the token endpoint answered once" "$(oauth_answered)" 1
+	sim_ctl A POST '/oauth?delay_ms=0' >/dev/null
+	for i in $(seq 1 50); do grep -q 'fcm access token fetched' "$WORK/gw-S.log" && break; sleep 0.1; done
+	api S POST /v1/wake "$(fcm_body "$FTOK-slow" slow-2)"
+	expect_eq "a later wake is sent at the first try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts // 1')" sent,1
+	expect_eq "still the one token request" "$(sim_ctl A GET /stats | jq .oauth_requests)" 1
+	stop_gw S
+	expect_eq "exit status" "$GW_EXIT" 0
+}
+
+t_waiters_in_backoff_start_no_fetch() {
+	begin "while the token fetch backs off after a failure, wakes do not each start a fetch"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST '/oauth?fail=1000' >/dev/null
+	start_gw B "$WORK/fcm.json" || { bad "start"; sim_ctl A POST '/oauth?fail=0' >/dev/null; return; }
+	local i
+	for i in $(seq 1 100); do [ "$(oauth_answered)" -ge 1 ] && break; sleep 0.05; done
+	local before; before=$(sim_ctl A GET /stats | jq .oauth_requests)
+	for i in $(seq 1 8); do
+		api B POST /v1/wake "$(fcm_body "$FTOK-b$i" "b-$i" '.timeout_ms = 300')"
+		expect_eq "wake $i: auth_error" "$(jqb '.results[0].status'),$(jqb '.results[0].reason')" failed,auth_error
+	done
+	local after; after=$(sim_ctl A GET /stats | jq .oauth_requests)
+	# only the scheduled retries (1 s, then 2 s later …) may have gone out
+	check "token requests during 8 wakes: $((after - before)), not one per wake" test $((after - before)) -le 3
+	check "the reason names the token endpoint's answer" grep -q 'invalid_grant' <<<"$(jqb '.results[0].detail')"
+	sim_ctl A POST '/oauth?fail=0' >/dev/null
+	stop_gw B
+}
+
 t_short_lived_token_is_refreshed_ahead() {
 	begin "a short-lived OAuth token is refreshed before it expires"
 	sim_ctl A POST '/oauth?ttl=3' >/dev/null
@@ -211,6 +278,8 @@ t_mixed_wake_fans_out_once_per_device
 t_android_cancel
 t_android_contacts_as_softphones_send_them
 t_rejected_assertion_is_auth_error
+t_wake_waiting_for_a_slow_token_ends_at_its_deadline
+t_waiters_in_backoff_start_no_fetch
 t_short_lived_token_is_refreshed_ahead
 t_bad_service_accounts_fail_check
 stop_gw F

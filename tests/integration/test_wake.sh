@@ -108,6 +108,135 @@ t_apns_errors_map_to_statuses() {
 	check "429 retry waited at least 1 s (took ${took} ms)" test "$took" -ge 1000
 }
 
+t_one_push_per_token_across_explicit_and_registered() {
+	begin "a device named explicitly and registered with a remote token too is pushed once"
+	local v r; v=$(tok 330); r=$(tok 331)
+	api G PUT /v1/extensions/dup-1/devices/iphone "$(jq -cn --arg v "$v" --arg r "$r" \
+		'{provider: "apns", token: $v, remote_token: $r, app: "phone"}')" "$KEY_REG"
+	expect_eq "registered" "$STATUS" 201
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/wake "$(jq -cn --arg v "$v" '{extension: "dup-1",
+	  devices: [{provider: "apns", token: $v, app: "phone"}], call: {id: "dup-1@pbx"}}')"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "one result per requested target" "$(jqb '.results | length')" 2
+	expect_eq "both sent" "$(jqb '[.results[].status] | join(",")')" sent,sent
+	expect_eq "both as VoIP pushes" "$(jqb '[.results[].push_type] | join(",")')" voip,voip
+	expect_eq "one push serves both" "$(jqb '.results[0].push_id == .results[1].push_id')" true
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "exactly one request reached APNs" "$(jq length <<<"$reqs")" 1
+	expect_eq "it went to the VoIP token" "$(jq -r '.[0].token' <<<"$reqs")" "$v"
+	# a cancel ends the call on the remote token: an explicit remote-only
+	# device and the registered one are the same alert push
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(jq -cn --arg r "$r" '{extension: "dup-1",
+	  devices: [{provider: "apns", remote_token: $r, app: "phone"}], call: {id: "dup-1@pbx"},
+	  reason: "answered_elsewhere"}')"
+	expect_eq "cancel: one result per requested target" "$(jqb '[.results[] | .status + "/" + .push_type] | join(",")')" sent/alert,sent/alert
+	reqs=$(sim_ctl A GET /requests)
+	expect_eq "cancel: exactly one request reached APNs" "$(jq length <<<"$reqs")" 1
+	expect_eq "cancel: to the remote token" "$(jq -r '.[0].token' <<<"$reqs")" "$r"
+	api G DELETE /v1/extensions/dup-1 "" "$KEY_REG"
+}
+
+t_shutdown_replaces_only_the_answering_connection() {
+	begin "APNs 'Shutdown' replaces the connection that said it; the other pooled one stays"
+	local t i; t=$(tok 340)
+	for i in $(seq 1 100); do [ "$(sim_ctl A GET /stats | jq .connections_open)" = 2 ] && break; sleep 0.05; done
+	expect_eq "two pooled connections before" "$(sim_ctl A GET /stats | jq .connections_open)" 2
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$t\": [{\"status\":503,\"reason\":\"Shutdown\"},{\"status\":200}]}" >/dev/null
+	api G POST /v1/wake "$(wake_body "$t" shutdown-1)"
+	expect_eq "sent after the retry" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	for i in $(seq 1 100); do [ "$(sim_ctl A GET /stats | jq .handshakes)" -ge 1 ] && break; sleep 0.05; done
+	sleep 0.5 # room for a wrong second replacement to show up
+	local stats; stats=$(sim_ctl A GET /stats)
+	expect_eq "exactly one new TLS handshake" "$(jq .handshakes <<<"$stats")" 1
+	expect_eq "two pooled connections after" "$(jq .connections_open <<<"$stats")" 2
+	local conns; conns=$(sim_ctl A GET /requests | jq -c '[.[] | .conn] | unique | length')
+	expect_eq "the retry went on another connection than the Shutdown" "$conns" 2
+}
+
+# cancel_body REASON DEVICE_JSON: a cancel of call "cx-1@pbx" from Alice
+cancel_body() {
+	jq -cn --arg r "$1" --argjson d "$2" '{devices: [$d],
+	  call: {id: "cx-1@pbx", from: "+15551234567", from_name: "Alice", to: "1001"}, reason: $r}'
+}
+
+t_cancel_to_an_iphone_with_a_remote_token() {
+	begin "cancel, iPhone with a remote token: an alert push to the remote token, shown as a missed call"
+	local v r; v=$(tok 350); r=$(tok 351)
+	sim_ctl A POST /reset >/dev/null
+	local before; before=$(date +%s)
+	api G POST /v1/cancel "$(cancel_body caller_cancelled "$(jq -cn --arg v "$v" --arg r "$r" \
+		'{provider: "apns", token: $v, remote_token: $r, app: "phone"}')" | jq -c '.ttl = 40')"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "result" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/alert
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "one request" "$(jq length <<<"$reqs")" 1
+	local req; req=$(jq -c '.[0]' <<<"$reqs")
+	expect_eq "to the remote token" "$(jq -r .path <<<"$req")" "/3/device/$r"
+	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$req")" alert
+	expect_eq "apns-topic is the bundle id" "$(jq -r '.headers["apns-topic"]' <<<"$req")" com.example.phone
+	expect_eq "apns-priority" "$(jq -r '.headers["apns-priority"]' <<<"$req")" 10
+	local exp; exp=$(jq -r '.headers["apns-expiration"]' <<<"$req")
+	check "apns-expiration is now+ttl ($exp)" test "$exp" -ge $((before + 40)) -a "$exp" -le $(($(date +%s) + 40))
+	expect_eq "accepted by APNs (JWT, topic)" "$(jq -r .status <<<"$req")" 200
+	local body; body=$(jq -r .body <<<"$req")
+	expect_eq "type" "$(jq -r .type <<<"$body")" cancel
+	expect_eq "reason" "$(jq -r .reason <<<"$body")" caller_cancelled
+	expect_eq "call_id" "$(jq -r .call_id <<<"$body")" cx-1@pbx
+	expect_eq "wake_id" "$(jq -r .wake_id <<<"$body")" "$(jqb .id)"
+	expect_eq "shown as a missed call" "$(jq -c .aps.alert <<<"$body")" '{"loc-key":"IC_MISSED","loc-args":["Alice"]}'
+	expect_eq "silently" "$(jq -r '.aps | has("sound")' <<<"$body")" false
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(cancel_body answered_elsewhere "$(jq -cn --arg v "$v" --arg r "$r" \
+		'{provider: "apns", token: $v, remote_token: $r, app: "phone"}')")"
+	body=$(sim_ctl A GET /requests | jq -r '.[0].body')
+	expect_eq "answered elsewhere: not a missed call" "$(jq -r '.aps.alert["loc-key"]' <<<"$body")" IC_ANSWERED_ELSEWHERE
+	expect_eq "answered elsewhere: reason" "$(jq -r .reason <<<"$body")" answered_elsewhere
+}
+
+t_cancel_to_an_iphone_with_only_a_voip_token() {
+	begin "cancel, iPhone with only a VoIP token: a VoIP push with type=cancel"
+	local v; v=$(tok 352)
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(cancel_body declined "$(jq -cn --arg v "$v" '{provider: "apns", token: $v, app: "phone"}')")"
+	expect_eq "result" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/voip
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "one request" "$(jq length <<<"$reqs")" 1
+	local req; req=$(jq -c '.[0]' <<<"$reqs")
+	expect_eq "to the VoIP token" "$(jq -r .path <<<"$req")" "/3/device/$v"
+	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$req")" voip
+	expect_eq "apns-topic" "$(jq -r '.headers["apns-topic"]' <<<"$req")" com.example.phone.voip
+	expect_eq "apns-priority" "$(jq -r '.headers["apns-priority"]' <<<"$req")" 10
+	local body; body=$(jq -r .body <<<"$req")
+	expect_eq "type" "$(jq -r .type <<<"$body")" cancel
+	expect_eq "reason" "$(jq -r .reason <<<"$body")" declined
+	expect_eq "call_id" "$(jq -r .call_id <<<"$body")" cx-1@pbx
+	expect_eq "no alert in a VoIP push" "$(jq -c .aps <<<"$body")" '{}'
+}
+
+t_expired_provider_token_renews_once() {
+	begin "ExpiredProviderToken on a young token: one new JWT and a retry, then no more signing"
+	start_gw E "$WORK/gw.json" || { bad "start"; return; }
+	sim_ctl A POST /reset >/dev/null
+	local t1 t2 t3; t1=$(tok 360); t2=$(tok 361); t3=$(tok 362)
+	sim_ctl A POST /script "{\"$t1\": [{\"status\":403,\"reason\":\"ExpiredProviderToken\"},{\"status\":200}],
+	  \"$t2\": [{\"status\":403,\"reason\":\"ExpiredProviderToken\"}]}" >/dev/null
+	api E POST /v1/wake "$(wake_body "$t1" exp-1)"
+	expect_eq "sent with a renewed token" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	expect_eq "the retry carried a new JWT" \
+		"$(sim_ctl A GET /requests | jq --arg t "$t1" '[.[] | select(.token == $t) | .headers.authorization] | unique | length')" 2
+	api E POST /v1/wake "$(wake_body "$t2" exp-2)"
+	expect_eq "the renewed token called expired too: auth_error, no retry" \
+		"$(jqb '.results[0].status'),$(jqb '.results[0].reason'),$(jqb '.results[0].attempts')" failed,auth_error,1
+	api E POST /v1/wake "$(wake_body "$t3" exp-3)"
+	expect_eq "other pushes go on" "$(jqb '.results[0].status')" sent
+	expect_eq "two JWTs in all: no signing loop" "$(sim_ctl A GET /stats | jq .distinct_jwts)" 2
+	check "the clock problem is logged" grep -q 'check the clock' "$WORK/gw-E.log"
+	stop_gw E
+}
+
 t_timeout_when_apns_never_answers() {
 	begin "a device APNs never answers ends 'timeout' at timeout_ms"
 	local t; t=$(tok 320)
@@ -245,6 +374,11 @@ t_sigterm_exits_zero() {
 t_wake_reaches_apns_with_exact_headers_and_payload
 t_concurrent_wakes_share_prewarmed_connections
 t_apns_errors_map_to_statuses
+t_one_push_per_token_across_explicit_and_registered
+t_shutdown_replaces_only_the_answering_connection
+t_cancel_to_an_iphone_with_a_remote_token
+t_cancel_to_an_iphone_with_only_a_voip_token
+t_expired_provider_token_renews_once
 t_timeout_when_apns_never_answers
 t_untrusted_upstream_certificate
 t_goaway_mid_load_loses_nothing

@@ -160,25 +160,29 @@ static bool sim_ctl_query_uint(const char *query, const char *name, unsigned lon
 	return sim_ctl_query_find(query, name, max, out) == 1;
 }
 
-/* POST /oauth?ttl=N&fail=N&revoke=1, any of them; answers the new state. */
+/* POST /oauth?ttl=N&fail=N&revoke=1&delay_ms=N, any of them; answers the new
+ * state. */
 static json_t *sim_ctl_oauth(struct sim *sim, const struct sim_ctl_request *req,
 			     struct sim_ctl_response *res)
 {
-	unsigned long long ttl = 0, fail = 0, revoke = 0;
+	unsigned long long ttl = 0, fail = 0, revoke = 0, delay = 0;
 	int has_ttl = sim_ctl_query_find(req->query, "ttl", 86400, &ttl);
 	int has_fail = sim_ctl_query_find(req->query, "fail", 1000000, &fail);
 	int has_revoke = sim_ctl_query_find(req->query, "revoke", 1, &revoke);
+	int has_delay = sim_ctl_query_find(req->query, "delay_ms", 600000, &delay);
 
 	if (has_ttl < 0 || (has_ttl && ttl == 0) || has_fail < 0 || has_revoke < 0 ||
-	    has_ttl + has_fail + has_revoke == 0)
+	    has_delay < 0 || has_ttl + has_fail + has_revoke + has_delay == 0)
 		return sim_ctl_error(res, 400,
-				     "expected ?ttl=N (1..86400), ?fail=N and/or ?revoke=1");
+				     "expected ?ttl=N (1..86400), ?fail=N, ?revoke=1 and/or ?delay_ms=N (0..600000)");
 	if (has_ttl)
 		sim_oauth_set_ttl(sim->oauth, (unsigned)ttl);
 	if (has_fail)
 		sim_oauth_fail_next(sim->oauth, (unsigned)fail);
 	if (revoke)
 		sim_oauth_revoke_all(sim->oauth);
+	if (has_delay)
+		sim_oauth_set_delay(sim->oauth, (unsigned)delay);
 	return sim_oauth_state_json(sim->oauth, sim_wall_ms());
 }
 

@@ -22,6 +22,7 @@ struct sim_oauth {
 	struct sim_map *tokens; /* access token -> int64_t expiry, wall-clock ms */
 	unsigned ttl_s;
 	unsigned fail_next;
+	unsigned delay_ms; /* every answer of the token endpoint waits this long */
 };
 
 struct sim_oauth *sim_oauth_new(const struct sim_config *cfg, char *err, size_t errlen)
@@ -68,6 +69,11 @@ void sim_oauth_set_ttl(struct sim_oauth *oauth, unsigned ttl_s)
 	oauth->ttl_s = ttl_s;
 }
 
+void sim_oauth_set_delay(struct sim_oauth *oauth, unsigned delay_ms)
+{
+	oauth->delay_ms = delay_ms;
+}
+
 void sim_oauth_fail_next(struct sim_oauth *oauth, unsigned n)
 {
 	oauth->fail_next = n;
@@ -108,8 +114,8 @@ json_t *sim_oauth_state_json(const struct sim_oauth *oauth, int64_t now_ms)
 	struct sim_oauth_count c = { now_ms, 0 };
 
 	sim_map_each(oauth->tokens, sim_oauth_count_valid, &c);
-	return json_pack("{sI sI sI sI}", "ttl", (json_int_t)oauth->ttl_s, "fail",
-			 (json_int_t)oauth->fail_next, "tokens",
+	return json_pack("{sI sI sI sI sI}", "ttl", (json_int_t)oauth->ttl_s, "fail",
+			 (json_int_t)oauth->fail_next, "delay_ms", (json_int_t)oauth->delay_ms, "tokens",
 			 (json_int_t)sim_map_count(oauth->tokens), "valid_tokens",
 			 (json_int_t)c.valid);
 }
@@ -299,6 +305,10 @@ void sim_oauth_handle(struct sim *sim, const struct sim_request *req, struct sim
 	struct sim_oauth *oauth = sim->oauth;
 
 	sim->stats.oauth_requests++;
+	if (oauth->delay_ms) {
+		reply->has_delay = true;
+		reply->delay_ms = oauth->delay_ms;
+	}
 	if (strcmp(req->method, "POST") != 0) {
 		sim_oauth_error(reply, 405, "invalid_request", "The token endpoint takes POST");
 		sim_reply_header(reply, "allow", "POST");

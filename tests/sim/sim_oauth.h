@@ -2,7 +2,7 @@
  * accounts use it): checks the form and the assertion, issues access tokens
  * and remembers them with their expiry so the FCM endpoint can check its
  * bearer tokens. Tests steer it through the control port: token lifetime,
- * forced failures, revocation. Event loop thread only. */
+ * forced failures, answer delay, revocation. Event loop thread only. */
 #ifndef SIM_OAUTH_H
 #define SIM_OAUTH_H
 
@@ -32,6 +32,9 @@ bool sim_oauth_token_valid(const struct sim_oauth *oauth, const char *token, int
 
 /* Lifetime (expires_in) of the tokens issued from now on. */
 void sim_oauth_set_ttl(struct sim_oauth *oauth, unsigned ttl_s);
+/* Every answer of the token endpoint (token or error) waits delay_ms (0 = the
+ * simulator's default delay); the token is issued when the request arrives. */
+void sim_oauth_set_delay(struct sim_oauth *oauth, unsigned delay_ms);
 /* The next n token requests fail with 400 invalid_grant, whatever they hold. */
 void sim_oauth_fail_next(struct sim_oauth *oauth, unsigned n);
 /* Every token issued so far stops working. */
@@ -39,7 +42,7 @@ void sim_oauth_revoke_all(struct sim_oauth *oauth);
 /* POST /reset: forgets pending forced failures; issued tokens stay good. */
 void sim_oauth_reset(struct sim_oauth *oauth);
 
-/* {"ttl", "fail", "tokens", "valid_tokens"}; caller json_decref()s. */
+/* {"ttl", "fail", "delay_ms", "tokens", "valid_tokens"}; caller json_decref()s. */
 json_t *sim_oauth_state_json(const struct sim_oauth *oauth, int64_t now_ms);
 
 #endif

@@ -1,6 +1,7 @@
 /* Unit tests for the APNs provider: Apple's reasons map to the statuses SPEC
  * §5 names, and the provider token is a verifiable ES256 JWT made once and
- * renewed only when due or after ExpiredProviderToken. */
+ * renewed only when due or after ExpiredProviderToken, never more than once
+ * early in 20 minutes. */
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/ec.h>
@@ -161,13 +162,52 @@ static void test_cred(void)
 
 	TEST("ExpiredProviderToken renews once per rejected token");
 	gen = apns_cred_generation(cred);
-	apns_cred_expired(cred, gen, now + 52 * 60);
+	CHECK(apns_cred_expired(cred, gen, now + 52 * 60)); /* 2 min old: the one early renewal */
 	CHECK(apns_cred_signatures(cred) == 3);
-	apns_cred_expired(cred, gen, now + 52 * 60); /* same rejected token again */
+	CHECK(apns_cred_expired(cred, gen, now + 52 * 60)); /* same rejected token again */
 	CHECK(apns_cred_signatures(cred) == 3);
-	TEST("a fresh token called expired is not re-signed (clock problem)");
-	apns_cred_expired(cred, apns_cred_generation(cred), now + 52 * 60 + 5);
+	TEST("an early renewal called expired again is kept until 20 minutes old (clock problem)");
+	CHECK(!apns_cred_expired(cred, apns_cred_generation(cred), now + 52 * 60 + 5));
+	CHECK(!apns_cred_expired(cred, apns_cred_generation(cred), now + 71 * 60));
 	CHECK(apns_cred_signatures(cred) == 3);
+	TEST("a token 20 minutes old called expired is renewed at once");
+	CHECK(apns_cred_expired(cred, apns_cred_generation(cred), now + 72 * 60));
+	CHECK(apns_cred_signatures(cred) == 4);
+	TEST("a young token that was a regular renewal may be replaced once");
+	CHECK(apns_cred_expired(cred, apns_cred_generation(cred), now + 73 * 60));
+	CHECK(apns_cred_signatures(cred) == 5);
+	CHECK(!apns_cred_expired(cred, apns_cred_generation(cred), now + 74 * 60));
+	CHECK(apns_cred_signatures(cred) == 5);
+	TEST("the 50-minute renewal still happens after an early one");
+	apns_cred_renew_if_due(cred, now + 73 * 60 + APNS_JWT_RENEW_S);
+	CHECK(apns_cred_signatures(cred) == 6);
+
+	TEST("two hours of ExpiredProviderToken every 10 s: never 3 signatures within 20 minutes");
+	{
+		int64_t at[64];
+		int n = 0, i;
+		uint64_t sigs = apns_cred_signatures(cred);
+		int64_t t0 = now + 4 * 3600;
+		bool spaced = true;
+
+		apns_cred_renew_if_due(cred, t0); /* a regular renewal starts the run */
+		at[n++] = t0;
+		sigs = apns_cred_signatures(cred);
+		for (int64_t t = t0 + 10; t < t0 + 7200; t += 10) {
+			apns_cred_expired(cred, apns_cred_generation(cred), t);
+			apns_cred_renew_if_due(cred, t);
+			if (apns_cred_signatures(cred) != sigs && n < 64) {
+				sigs = apns_cred_signatures(cred);
+				at[n++] = t;
+			}
+		}
+		for (i = 2; i < n; i++)
+			if (at[i] - at[i - 2] < APNS_JWT_MIN_AGE_S)
+				spaced = false;
+		CHECK(spaced);
+		CHECK(n >= 6);  /* it still renews: every 20 minutes */
+		CHECK(n <= 13);
+	}
 
 	TEST("a key that is not EC P-256 is refused");
 	apns_cred *bad = NULL;

@@ -293,9 +293,21 @@ static bool wait_ready(h2_origin *o, int want, int ms)
 	return false;
 }
 
+typedef struct recycle_call {
+	h2_origin *origin;
+	uint64_t conn_id;
+} recycle_call;
+
 static void recycle_fn(void *arg)
 {
-	h2pool_origin_recycle(arg);
+	recycle_call *rc = arg;
+	h2pool_conn_recycle(rc->origin, rc->conn_id);
+}
+
+static void recycle(h2_origin *o, uint64_t conn_id)
+{
+	recycle_call rc = {o, conn_id};
+	on_loop(recycle_fn, &rc);
 }
 
 /* ---- requests and their outcomes ---- */
@@ -311,6 +323,7 @@ typedef struct outcome {
 	char echo_header[64];
 	bool upper_case_name;
 	int64_t at_ms;
+	uint64_t conn_id;
 	char error[160];
 } outcome;
 
@@ -382,6 +395,7 @@ static void on_response(void *arg, const h2_response *resp)
 	o->calls++;
 	o->result = resp->result;
 	o->status = resp->status;
+	o->conn_id = resp->conn_id;
 	o->at_ms = pgw_now_ms();
 	o->body_len = resp->body_len;
 	snprintf(o->body, sizeof o->body, "%s", resp->body);
@@ -649,7 +663,10 @@ static void test_multiplexing(h2pool *pool)
 	h2_origin *o = origin_open(pool, url_main, 1, 1);
 	h2_origin *ten = origin_open(pool, url_ten, 1, 1);
 	h2_origin *grow = origin_open(pool, url_ten, 1, 3);
+	h2_origin *pair;
 	h2_origin_stats st;
+	uint64_t conn_id, other = 0;
+	bool seen_recycled, seen_other;
 	batch b;
 	int64_t t0;
 
@@ -696,9 +713,15 @@ static void test_multiplexing(h2pool *pool)
 	batch_clear(&b);
 
 	TEST("recycle: in-flight requests finish, a fresh connection replaces the old one");
+	batch_init(&b, o, 1);
+	CHECK(batch_run(&b, 5000));
+	CHECK(b.outs[0].status == 200);
+	conn_id = b.outs[0].conn_id;
+	CHECK(conn_id != 0);
+	batch_clear(&b);
 	batch_init(&b, o, 50);
 	on_loop(batch_send_fn, &b);
-	on_loop(recycle_fn, o);
+	recycle(o, conn_id);
 	CHECK(batch_wait(&b, 10000));
 	CHECK(b.by_result[H2_OK] == 50);
 	batch_clear(&b);
@@ -710,6 +733,43 @@ static void test_multiplexing(h2pool *pool)
 	batch_init(&b, o, 1);
 	CHECK(batch_run(&b, 5000));
 	CHECK(b.outs[0].status == 200);
+	CHECK(b.outs[0].conn_id != conn_id);
+	TEST("recycling a connection that is already gone does nothing");
+	recycle(o, conn_id);
+	usleep(200 * 1000);
+	CHECK(stats(o).handshakes == 2);
+	batch_clear(&b);
+
+	pair = origin_open(pool, url_main, 2, 2);
+	CHECK(wait_ready(pair, 2, 5000));
+	TEST("recycle replaces only the connection named; the origin's others stay");
+	batch_init(&b, pair, 20);
+	CHECK(batch_run(&b, 5000));
+	CHECK(b.by_result[H2_OK] == 20);
+	conn_id = b.outs[0].conn_id;
+	for (int i = 1; i < 20 && other == 0; i++)
+		if (b.outs[i].conn_id != conn_id)
+			other = b.outs[i].conn_id;
+	batch_clear(&b);
+	recycle(pair, conn_id);
+	for (int i = 0; i < 250 && stats(pair).handshakes < 3; i++)
+		usleep(20 * 1000);
+	CHECK(wait_ready(pair, 2, 5000));
+	usleep(300 * 1000); /* time for a wrong second replacement to show */
+	st = stats(pair);
+	CHECK(st.handshakes == 3);
+	CHECK(st.connections_open == 2);
+	batch_init(&b, pair, 40);
+	CHECK(batch_run(&b, 5000));
+	CHECK(b.by_result[H2_OK] == 40);
+	seen_recycled = seen_other = false;
+	for (int i = 0; i < 40; i++) {
+		seen_recycled |= b.outs[i].conn_id == conn_id;
+		seen_other |= other != 0 && b.outs[i].conn_id == other;
+	}
+	CHECK(!seen_recycled);
+	/* when the first batch used both, the untouched one still serves */
+	CHECK(other == 0 || seen_other);
 	batch_clear(&b);
 }
 
