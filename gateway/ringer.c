@@ -47,6 +47,10 @@ pgw_err ringer_new(evloop *loop, size_t max, ringer **out)
 	rg->loop = loop;
 	rg->max = max;
 	*out = rg;
+	/* scrapes see the gauge at 0 before any call rings, and the counter
+	 * before the first repeat */
+	metrics_gauge("pushgw_ringing", "", 0);
+	metrics_count("pushgw_ring_repeats_total", "", 0);
 	return PGW_OK;
 }
 

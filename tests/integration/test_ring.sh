@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ring repetition for alert-only iPhones: the call alert repeats every
 # ring_repeat_s with the call id as collapse id until a cancel (which sends
-# one final alert) or the ttl; a thousand ringing calls leave nothing behind.
+# one final alert) or the ttl; /metrics stays valid while calls ring; a
+# thousand ringing calls leave nothing behind.
 source tests/integration/lib.sh
 
 start_sim A
@@ -14,6 +15,24 @@ alert_wake() { # alert_wake REMOTE_TOKEN CALL_ID TTL
 }
 alerts_for() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.token == $t and .outcome == "answered")]'; }
 ringing() { curl -s "http://127.0.0.1:$GW_PORT_R/metrics" | sed -n 's/^pushgw_ringing \([0-9]*\).*/\1/p'; }
+promtool_ok() { # promtool_ok WHAT: /metrics passes promtool check metrics, output clean
+	local out rc
+	curl -s "http://127.0.0.1:$GW_PORT_R/metrics" >"$WORK/ring-metrics.txt"
+	out=$(promtool check metrics <"$WORK/ring-metrics.txt" 2>&1); rc=$?
+	check "$1: promtool check metrics: ${out:-clean}" test "$rc" = 0 -a -z "$out"
+}
+
+t_metrics_before_any_call() {
+	begin "pushgw_ringing and pushgw_ring_repeats_total are described and at 0 from start-up"
+	local m; m=$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")
+	check "HELP pushgw_ringing" grep -q '^# HELP pushgw_ringing .' <<<"$m"
+	check "TYPE pushgw_ringing gauge" grep -qx '# TYPE pushgw_ringing gauge' <<<"$m"
+	check "HELP pushgw_ring_repeats_total" grep -q '^# HELP pushgw_ring_repeats_total .' <<<"$m"
+	check "TYPE pushgw_ring_repeats_total counter" grep -qx '# TYPE pushgw_ring_repeats_total counter' <<<"$m"
+	expect_eq "pushgw_ringing published at 0" "$(ringing)" 0
+	check "pushgw_ring_repeats_total published at 0" grep -qx 'pushgw_ring_repeats_total 0' <<<"$m"
+	promtool_ok "fresh gateway"
+}
 
 t_repeats_until_cancel() {
 	begin "alerts repeat about every second with one collapse id; a cancel stops them with one final alert"
@@ -27,6 +46,8 @@ t_repeats_until_cancel() {
 	check "3 to 5 call alerts after 3.3 s ($n)" test "$n" -ge 3 -a "$n" -le 5
 	expect_eq "all carry the call id as apns-collapse-id" "$(jq -r '[.[].headers["apns-collapse-id"]] | unique | join(",")' <<<"$before")" ring-1@pbx
 	expect_eq "all are alert pushes to the bundle topic" "$(jq -r '[.[].headers["apns-topic"]] | unique | join(",")' <<<"$before")" com.example.phone
+	expect_eq "pushgw_ringing counts it" "$(ringing)" 1
+	promtool_ok "while a call rings"
 	api R POST /v1/cancel "$(jq -c '.reason = "caller_cancelled"' <<<"$(alert_wake "$t" ring-1@pbx 30)")"
 	expect_eq "cancel sent" "$(jqb '.results[0].status')" sent
 	sleep 2.2
@@ -71,6 +92,7 @@ t_thousand_calls_leave_nothing_behind() {
 	expect_eq "no timer left after the last cancel" "$(ringing)" 0
 }
 
+t_metrics_before_any_call
 t_repeats_until_cancel
 t_stops_at_ttl
 t_thousand_calls_leave_nothing_behind
