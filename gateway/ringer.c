@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushgw/apns.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/util.h"
@@ -20,6 +21,7 @@ typedef struct ring {
 	ringer_hold_fn hold;
 	pgw_target target;
 	char *call_id;
+	char collapse_id[APNS_COLLAPSE_ID_MAX + 1];
 	char *body;
 	size_t body_len;
 	int interval_ms;
@@ -121,7 +123,7 @@ static void ring_fire(void *arg)
 	p->ttl_s = (int)((r->until_ms - now) / 1000);
 	p->expiration_s = r->until_wall_s;
 	p->deadline_ms = now + REPEAT_TIMEOUT_MS < r->until_ms ? now + REPEAT_TIMEOUT_MS : r->until_ms;
-	p->collapse_id = r->call_id;
+	p->collapse_id = r->collapse_id;
 	p->done = repeat_done;
 	p->owner = r;
 	pgw_uuid4(p->apns_id);
@@ -166,6 +168,7 @@ bool ringer_start(ringer *rg, upstream *up, void *holder, ringer_hold_fn hold,
 		free(r);
 		return false;
 	}
+	apns_collapse_id(call_id, r->collapse_id);
 	memcpy(r->body, first->body, first->body_len + 1);
 	r->body_len = first->body_len;
 	r->rg = rg;

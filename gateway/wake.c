@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushgw/apns.h"
 #include "pushgw/callback.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
@@ -38,6 +39,7 @@ struct pgw_wake {
 	evloop *loop;
 	upstream *up;
 	wake_ring ring;
+	char collapse_id[APNS_COLLAPSE_ID_MAX + 1]; /* of every alert push */
 	wake_done_fn done;
 	void *done_arg;
 };
@@ -372,20 +374,24 @@ static bool rings_again(const pgw_wake *w, const pgw_push *p)
 	return w->ring.rg && w->kind == PGW_PUSH_CALL && p->alert && p->target->app->ring_repeat_s > 0;
 }
 
-/* Repetition bookkeeping before the pushes go: a cancel stops the device's
- * ringing first; a call's repeated alerts share the call id as collapse id. */
+/* Before the pushes go. Every alert push of the call carries the same
+ * apns-collapse-id, so repeats replace each other and a cancel's final alert
+ * replaces the ringing banner instead of piling up under it. A cancel stops
+ * the device's repetition first. */
 static void ring_before(pgw_wake *w)
 {
 	size_t i;
 
-	for (i = 0; i < w->n_pushes && w->ring.rg; i++) {
+	apns_collapse_id(w->call.id, w->collapse_id);
+	for (i = 0; i < w->n_pushes; i++) {
 		pgw_push *p = &w->pushes[i];
 		const pgw_target *t = p->target;
 
-		if (w->kind == PGW_PUSH_CANCEL && t->provider == PGW_PROVIDER_APNS && t->remote_token)
+		if (p->alert)
+			p->collapse_id = w->collapse_id;
+		if (w->ring.rg && w->kind == PGW_PUSH_CANCEL && t->provider == PGW_PROVIDER_APNS &&
+		    t->remote_token)
 			ringer_stop(w->ring.rg, t->app->name, t->remote_token, w->call.id);
-		else if (rings_again(w, p))
-			p->collapse_id = w->call.id;
 	}
 }
 

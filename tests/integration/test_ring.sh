@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ring repetition for alert-only iPhones: the call alert repeats every
 # ring_repeat_s with the call id as collapse id until a cancel (which sends
-# one final alert) or the ttl; /metrics stays valid while calls ring; a
+# one final alert with the same collapse id) or the ttl; /metrics stays valid while calls ring; a
 # thousand ringing calls leave nothing behind.
 source tests/integration/lib.sh
 
@@ -13,8 +13,19 @@ alert_wake() { # alert_wake REMOTE_TOKEN CALL_ID TTL
 	jq -cn --arg t "$1" --arg c "$2" --argjson ttl "$3" \
 		'{devices: [{provider: "apns", remote_token: $t, app: "phone"}], call: {id: $c, from: "+1555", from_name: "Alice"}, ttl: $ttl}'
 }
+requests_for() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.token == $t)]'; }
+nreq() { requests_for "$1" | jq length; }
+# at_least N TOKEN…: every TOKEN reached the simulator at least N times.
+at_least() { local n="$1" t; shift; for t in "$@"; do [ "$(nreq "$t")" -ge "$n" ] || return 1; done; }
 alerts_for() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.token == $t and .outcome == "answered")]'; }
 ringing() { curl -s "http://127.0.0.1:$GW_PORT_R/metrics" | sed -n 's/^pushgw_ringing \([0-9]*\).*/\1/p'; }
+ringing_is() { [ "$(ringing)" = "$1" ]; }
+# wait_until SECONDS CMD…: poll CMD every 0.1 s until it succeeds (bounded).
+wait_until() {
+	local limit=$(($1 * 10)) i; shift
+	for ((i = 0; i < limit; i++)); do "$@" && return 0; sleep 0.1; done
+	return 1
+}
 promtool_ok() { # promtool_ok WHAT: /metrics passes promtool check metrics, output clean
 	local out rc
 	curl -s "http://127.0.0.1:$GW_PORT_R/metrics" >"$WORK/ring-metrics.txt"
@@ -54,7 +65,43 @@ t_repeats_until_cancel() {
 	local after; after=$(alerts_for "$t")
 	expect_eq "after the cancel: only the final alert" "$(jq length <<<"$after")" $((n + 1))
 	expect_eq "the final alert says missed" "$(jq -r '.[-1].body | fromjson | .aps.alert["loc-key"]' <<<"$after")" IC_MISSED
+	expect_eq "the final alert replaces the ringing banner (collapse id = call id)" \
+		"$(jq -r '.[-1].headers["apns-collapse-id"]' <<<"$after")" ring-1@pbx
 	expect_eq "nothing rings" "$(ringing)" 0
+}
+
+t_final_alert_reasons() {
+	begin "the final alert says declined / answered elsewhere, with the call id as collapse id"
+	local t reason want
+	for reason in declined answered_elsewhere; do
+		t=$(tok $((1740 + ${#reason})))
+		api R POST /v1/wake "$(alert_wake "$t" "ring-$reason@pbx" 30)"
+		expect_eq "$reason: call alert sent" "$(jqb '.results[0].status')" sent
+		api R POST /v1/cancel "$(jq -c --arg r "$reason" '.reason = $r' <<<"$(alert_wake "$t" "ring-$reason@pbx" 30)")"
+		expect_eq "$reason: cancel sent" "$(jqb '.results[0].status')" sent
+		local fin; fin=$(requests_for "$t" | jq -c '[.[] | select((.body | fromjson | .type) == "cancel")] | .[-1]')
+		want=IC_DECLINED_ELSEWHERE; [ "$reason" = declined ] || want=IC_ANSWERED_ELSEWHERE
+		expect_eq "$reason: loc-key" "$(jq -r '.body | fromjson | .aps.alert["loc-key"]' <<<"$fin")" "$want"
+		expect_eq "$reason: reason in the payload" "$(jq -r '.body | fromjson | .reason' <<<"$fin")" "$reason"
+		expect_eq "$reason: collapse id" "$(jq -r '.headers["apns-collapse-id"]' <<<"$fin")" "ring-$reason@pbx"
+		expect_eq "$reason: the call alert had the same collapse id" \
+			"$(requests_for "$t" | jq -r '.[0].headers["apns-collapse-id"]')" "ring-$reason@pbx"
+	done
+	check "nothing rings" wait_until 20 ringing_is 0
+}
+
+t_long_call_id() {
+	begin "a call id longer than APNs' 64-byte collapse id still rings and cancels"
+	local t c; t=$(tok 1730); c="$(printf 'x%.0s' $(seq 1 100))@pbx.example"
+	api R POST /v1/wake "$(alert_wake "$t" "$c" 30)"
+	expect_eq "first alert sent" "$(jqb '.results[0].status')" sent
+	check "it repeats" wait_until 20 at_least 2 "$t"
+	api R POST /v1/cancel "$(alert_wake "$t" "$c" 30)"
+	expect_eq "cancel sent" "$(jqb '.results[0].status')" sent
+	local ids; ids=$(requests_for "$t" | jq -r '[.[].headers["apns-collapse-id"]] | unique | join(",")')
+	check "one collapse id of at most 64 bytes for all of them ($ids)" test -n "$ids" -a "${#ids}" -le 64 -a "${ids#*,}" = "$ids"
+	expect_eq "every one accepted" "$(requests_for "$t" | jq -r '[.[].status] | unique | join(",")')" 200
+	check "nothing rings" wait_until 20 ringing_is 0
 }
 
 t_stops_at_ttl() {
@@ -94,6 +141,8 @@ t_thousand_calls_leave_nothing_behind() {
 
 t_metrics_before_any_call
 t_repeats_until_cancel
+t_final_alert_reasons
+t_long_call_id
 t_stops_at_ttl
 t_thousand_calls_leave_nothing_behind
 stop_gw R
