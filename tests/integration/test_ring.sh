@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ring repetition for alert-only iPhones: the call alert repeats every
 # ring_repeat_s with the call id as collapse id until a cancel (which sends
-# one final alert with the same collapse id) or the ttl; /metrics stays valid while calls ring; a
-# thousand ringing calls leave nothing behind.
+# one final alert with the same collapse id) or the ttl; only devices whose
+# first alert was accepted ring, a dead or refused device stops; /metrics
+# stays valid while calls ring; a thousand ringing calls leave nothing behind.
 source tests/integration/lib.sh
 
 start_sim A
@@ -13,6 +14,11 @@ alert_wake() { # alert_wake REMOTE_TOKEN CALL_ID TTL
 	jq -cn --arg t "$1" --arg c "$2" --argjson ttl "$3" \
 		'{devices: [{provider: "apns", remote_token: $t, app: "phone"}], call: {id: $c, from: "+1555", from_name: "Alice"}, ttl: $ttl}'
 }
+multi_wake() { # multi_wake CALL_ID TTL REMOTE_TOKEN...: one call to several alert-only devices
+	local c="$1" ttl="$2"; shift 2
+	printf '%s\n' "$@" | jq -cRn --arg c "$c" --argjson ttl "$ttl" \
+		'{devices: [inputs | {provider: "apns", remote_token: ., app: "phone"}], call: {id: $c, from: "+1555", from_name: "Alice"}, ttl: $ttl}'
+}
 requests_for() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.token == $t)]'; }
 nreq() { requests_for "$1" | jq length; }
 # at_least N TOKEN…: every TOKEN reached the simulator at least N times.
@@ -20,6 +26,8 @@ at_least() { local n="$1" t; shift; for t in "$@"; do [ "$(nreq "$t")" -ge "$n" 
 alerts_for() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.token == $t and .outcome == "answered")]'; }
 ringing() { curl -s "http://127.0.0.1:$GW_PORT_R/metrics" | sed -n 's/^pushgw_ringing \([0-9]*\).*/\1/p'; }
 ringing_is() { [ "$(ringing)" = "$1" ]; }
+# the cancel's final alert to TOKEN (a repeat in flight may arrive after it)
+final_alert() { requests_for "$1" | jq -c '[.[] | select((.body | fromjson | .type) == "cancel")] | .[-1]'; }
 # wait_until SECONDS CMD…: poll CMD every 0.1 s until it succeeds (bounded).
 wait_until() {
 	local limit=$(($1 * 10)) i; shift
@@ -79,7 +87,7 @@ t_final_alert_reasons() {
 		expect_eq "$reason: call alert sent" "$(jqb '.results[0].status')" sent
 		api R POST /v1/cancel "$(jq -c --arg r "$reason" '.reason = $r' <<<"$(alert_wake "$t" "ring-$reason@pbx" 30)")"
 		expect_eq "$reason: cancel sent" "$(jqb '.results[0].status')" sent
-		local fin; fin=$(requests_for "$t" | jq -c '[.[] | select((.body | fromjson | .type) == "cancel")] | .[-1]')
+		local fin; fin=$(final_alert "$t")
 		want=IC_DECLINED_ELSEWHERE; [ "$reason" = declined ] || want=IC_ANSWERED_ELSEWHERE
 		expect_eq "$reason: loc-key" "$(jq -r '.body | fromjson | .aps.alert["loc-key"]' <<<"$fin")" "$want"
 		expect_eq "$reason: reason in the payload" "$(jq -r '.body | fromjson | .reason' <<<"$fin")" "$reason"
@@ -88,6 +96,70 @@ t_final_alert_reasons() {
 			"$(requests_for "$t" | jq -r '.[0].headers["apns-collapse-id"]')" "ring-$reason@pbx"
 	done
 	check "nothing rings" wait_until 20 ringing_is 0
+}
+
+t_results_end_repetition() {
+	begin "only accepted devices ring; a repeat answered 410 or config_error ends that device's ringing; the others keep ringing"
+	local dead live gone bad
+	dead=$(tok 1710); live=$(tok 1711); gone=$(tok 1712); bad=$(tok 1713)
+	sim_ctl A POST /script "{\"$dead\": [{\"status\": 410, \"reason\": \"Unregistered\"}],
+		\"$gone\": [{}, {\"status\": 410, \"reason\": \"Unregistered\"}],
+		\"$bad\": [{}, {\"status\": 400, \"reason\": \"BadTopic\"}]}" >/dev/null
+	api R POST /v1/wake "$(multi_wake ring-3@pbx 30 "$dead" "$live" "$gone" "$bad")"
+	expect_eq "statuses of the first alerts" "$(jqb '[.results[].status] | join(",")')" invalid_token,sent,sent,sent
+	# order, not time: wait until the live device has rung 3 times and both
+	# doomed repeats came back
+	check "the live device rings 3 times" wait_until 20 at_least 3 "$live"
+	check "the doomed repeats were sent" wait_until 20 at_least 2 "$gone" "$bad"
+	expect_eq "the device answered 410 got its call alert and nothing more" "$(nreq "$dead")" 1
+	expect_eq "the device whose repeat got 410 stopped there" "$(nreq "$gone")" 2
+	expect_eq "its repeat was answered 410" "$(requests_for "$gone" | jq -r '.[-1].status')" 410
+	expect_eq "the device whose repeat got config_error stopped there" "$(nreq "$bad")" 2
+	check "pushgw_ringing counts the live device only" wait_until 20 ringing_is 1
+	promtool_ok "while a call rings"
+	local n; n=$(nreq "$live")
+	check "the live device keeps ringing" wait_until 15 at_least $((n + 1)) "$live"
+	expect_eq "still nothing more to the 410 device" "$(nreq "$dead")" 1
+	expect_eq "still nothing more after the repeat's 410" "$(nreq "$gone")" 2
+	expect_eq "still nothing more after the repeat's config_error" "$(nreq "$bad")" 2
+	local log="$WORK/gw-R.log"
+	expect_eq "the stop after a dead-token repeat is logged, token redacted" \
+		"$(jq -r --arg t "${gone:0:4}…${gone: -4}" 'select(.msg == "ring repetition stopped" and .target == $t) | [.call_id, .status, .reason] | join(",")' "$log")" \
+		ring-3@pbx,invalid_token,Unregistered
+	expect_eq "the stop after a refused repeat is logged" \
+		"$(jq -r --arg t "${bad:0:4}…${bad: -4}" 'select(.msg == "ring repetition stopped" and .target == $t) | [.status, .reason] | join(",")' "$log")" \
+		failed,config_error
+	check "no full token in the log" bash -c '! grep -qF -e "$1" -e "$2" "$3"' _ "$gone" "$bad" "$log"
+	api R POST /v1/cancel "$(jq -c '.reason = "declined"' <<<"$(multi_wake ring-3@pbx 30 "$live")")"
+	expect_eq "cancel sent" "$(jqb '.results[0].status')" sent
+	local fin; fin=$(final_alert "$live")
+	expect_eq "the final alert says declined elsewhere" "$(jq -r '.body | fromjson | .aps.alert["loc-key"]' <<<"$fin")" IC_DECLINED_ELSEWHERE
+	expect_eq "the final alert is a cancel" "$(jq -r '.body | fromjson | .type' <<<"$fin")" cancel
+	expect_eq "the final alert carries the call id as collapse id" "$(jq -r '.headers["apns-collapse-id"]' <<<"$fin")" ring-3@pbx
+	check "nothing rings after the cancel" wait_until 20 ringing_is 0
+	sim_ctl A POST /script "{\"$dead\": [], \"$gone\": [], \"$bad\": []}" >/dev/null
+}
+
+t_cancel_before_first_alert_answered() {
+	begin "a cancel that overtakes the call's first alert leaves nothing ringing"
+	local t; t=$(tok 1720)
+	sim_ctl A POST /script "{\"$t\": [{\"delay_ms\": 1500}]}" >/dev/null
+	curl -sS -o "$WORK/slow-wake.json" -H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
+		--data-binary "$(alert_wake "$t" ring-4@pbx 30)" "http://127.0.0.1:$GW_PORT_R/v1/wake" &
+	local bg=$!
+	check "the call alert reached APNs" wait_until 20 at_least 1 "$t"
+	api R POST /v1/cancel "$(jq -c '.reason = "answered_elsewhere"' <<<"$(alert_wake "$t" ring-4@pbx 30)")"
+	expect_eq "cancel sent" "$(jqb '.results[0].status')" sent
+	wait "$bg"
+	expect_eq "the call alert was accepted" "$(jq -r '.results[0].status' "$WORK/slow-wake.json")" sent
+	expect_eq "the final alert says answered elsewhere" \
+		"$(final_alert "$t" | jq -r '.body | fromjson | .aps.alert["loc-key"]')" IC_ANSWERED_ELSEWHERE
+	expect_eq "the final alert carries the call id as collapse id" \
+		"$(final_alert "$t" | jq -r '.headers["apns-collapse-id"]')" ring-4@pbx
+	expect_eq "nothing rings" "$(ringing)" 0
+	sleep 2.5 # more than two repeat intervals
+	expect_eq "no repeat after the cancel" "$(nreq "$t")" 2
+	sim_ctl A POST /script "{\"$t\": []}" >/dev/null
 }
 
 t_long_call_id() {
@@ -142,6 +214,8 @@ t_thousand_calls_leave_nothing_behind() {
 t_metrics_before_any_call
 t_repeats_until_cancel
 t_final_alert_reasons
+t_results_end_repetition
+t_cancel_before_first_alert_answered
 t_long_call_id
 t_stops_at_ttl
 t_thousand_calls_leave_nothing_behind
