@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "pushgw/log.h"
+#include "pushgw/util.h"
 
 struct apns_cred {
 	char *team_id;
@@ -260,4 +261,17 @@ void apns_classify(int http_status, const char *reason, apns_verdict *out)
 		out->loud = true;
 		break;
 	}
+}
+
+void apns_collapse_id(const char *call_id, char out[APNS_COLLAPSE_ID_MAX + 1])
+{
+	size_t n = strlen(call_id);
+	unsigned char digest[32];
+
+	if (n <= APNS_COLLAPSE_ID_MAX) {
+		memcpy(out, call_id, n + 1);
+		return;
+	}
+	pgw_sha256(call_id, n, digest);
+	pgw_hex(digest, sizeof digest, out);
 }

@@ -109,6 +109,8 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_wakes_in_flight", "gauge", "Wakes waiting for upstream answers.");
 	metrics_describe("pushgw_callbacks_total", "counter", "Result callbacks by outcome (delivered, failed).");
 	metrics_describe("pushgw_callback_retries_total", "counter", "Result callback attempts that will be retried.");
+	metrics_describe("pushgw_ringing", "gauge", "Alert-only devices whose call alert is being repeated (ring_repeat_s).");
+	metrics_describe("pushgw_ring_repeats_total", "counter", "Repeated call alerts sent to alert-only devices.");
 }
 
 static void log_startup(const pgw_config *cfg, int port)

@@ -165,17 +165,33 @@ static json_t *custom_payload(const enc *e)
 	return e->call->data ? json_deep_copy(e->call->data) : json_object();
 }
 
+/* Flexisip has no cancel push: ours are its call shape plus "type":"cancel"
+ * and the reason, so an app that knows them ends the call it matches by
+ * call-id/uuid. */
+static void linphone_cancel_fields(json_t *o, const enc *e)
+{
+	if (e->kind != PGW_PUSH_CANCEL)
+		return;
+	set_str(o, "type", "cancel");
+	set_str(o, "reason", e->call->reason);
+}
+
 static json_t *linphone_apns_voip(const enc *e)
 {
 	json_t *aps = json_object(), *root = json_object();
 
-	set_str(aps, "sound", "");
-	set_str(aps, "loc-key", e->loc_key);
-	json_object_set_new(aps, "loc-args", json_pack("[s]", e->who));
+	/* loc-key/loc-args are what make a VoIP push an incoming call to a
+	 * Linphone app: a cancel leaves them (and the sound) out */
+	if (e->kind == PGW_PUSH_CALL) {
+		set_str(aps, "sound", "");
+		set_str(aps, "loc-key", e->loc_key);
+		json_object_set_new(aps, "loc-args", json_pack("[s]", e->who));
+	}
 	set_str(aps, "call-id", e->call->id);
 	set_str(aps, "uuid", e->ctx->wake_id);
 	set_str(aps, "send-time", e->send_time);
 	json_object_set_new(root, "aps", aps);
+	linphone_cancel_fields(root, e);
 	set_str(root, "from-uri", e->call->from);
 	set_str(root, "display-name", e->call->from_name);
 	json_object_set_new(root, "pn_ttl", json_integer(e->ctx->ttl_s));
@@ -191,6 +207,7 @@ static json_t *linphone_apns_alert(const enc *e)
 	set_str(aps, "sound", e->sound);
 	json_object_set_new(aps, "badge", json_integer(1));
 	json_object_set_new(root, "aps", aps);
+	linphone_cancel_fields(root, e);
 	set_str(root, "from-uri", e->call->from);
 	set_str(root, "display-name", e->call->from_name);
 	set_str(root, "call-id", e->call->id);
@@ -208,6 +225,7 @@ static json_t *linphone_fcm(const enc *e)
 	char *custom_str = json_dumps(custom, JSON_COMPACT | JSON_SORT_KEYS);
 
 	json_decref(custom);
+	linphone_cancel_fields(data, e);
 	set_str(data, "uuid", e->ctx->wake_id);
 	set_str(data, "from-uri", e->call->from);
 	set_str(data, "display-name", e->call->from_name);

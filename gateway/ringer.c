@@ -1,11 +1,14 @@
 /* Repeated call alerts for alert-only iPhones, one entry per (call, device)
- * in a short list on the loop thread; each entry re-sends its alert through
- * the upstream on a timer until a cancel or its ttl. */
+ * in a short list on the loop thread. An entry is reserved before the call's
+ * first alert goes, starts repeating once APNs accepted that alert, and
+ * re-sends it through the upstream on a timer until a cancel, its ttl, or an
+ * answer that says the device cannot take it. */
 #include "pushgw/ringer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushgw/apns.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/util.h"
@@ -20,12 +23,16 @@ typedef struct ring {
 	ringer_hold_fn hold;
 	pgw_target target;
 	char *call_id;
+	char collapse_id[APNS_COLLAPSE_ID_MAX + 1];
 	char *body;
 	size_t body_len;
 	int interval_ms;
 	int64_t until_ms;
 	int64_t until_wall_s;
 	evloop_timer *timer;
+	/* the wake's first alert while it is in flight (compared, never read):
+	 * nothing repeats before APNs has accepted it */
+	const pgw_push *first;
 	pgw_push push;   /* the repeat in flight */
 	bool in_flight;
 	bool stopped;    /* free when the push in flight comes back */
@@ -33,7 +40,9 @@ typedef struct ring {
 
 struct ringer {
 	evloop *loop;
-	size_t max, n;
+	size_t max;
+	size_t n;        /* entries, the table's fill */
+	size_t ringing;  /* entries past their first alert: pushgw_ringing */
 	ring *rings;
 	bool warned_full;
 };
@@ -47,12 +56,16 @@ pgw_err ringer_new(evloop *loop, size_t max, ringer **out)
 	rg->loop = loop;
 	rg->max = max;
 	*out = rg;
+	/* scrapes see the gauge at 0 before any call rings, and the counter
+	 * before the first repeat */
+	metrics_gauge("pushgw_ringing", "", 0);
+	metrics_count("pushgw_ring_repeats_total", "", 0);
 	return PGW_OK;
 }
 
 static void publish(ringer *rg)
 {
-	metrics_gauge("pushgw_ringing", "", (double)rg->n);
+	metrics_gauge("pushgw_ringing", "", (double)rg->ringing);
 }
 
 static void ring_free(ring *r)
@@ -66,6 +79,8 @@ static void ring_free(ring *r)
 	if (r->next)
 		r->next->prev = r->prev;
 	rg->n--;
+	if (!r->first)
+		rg->ringing--;
 	evloop_timer_cancel(rg->loop, r->timer);
 	r->hold(r->holder, false);
 	target_clear(&r->target);
@@ -77,6 +92,26 @@ static void ring_free(ring *r)
 
 static void ring_fire(void *arg);
 
+/* An answer that will not change by asking again: the token is dead, or our
+ * credentials or request are wrong. Repeating would only hammer APNs (and,
+ * for a dead token, keep a phone that no longer exists "ringing"). */
+static bool ring_hopeless(const pgw_push_result *res)
+{
+	if (res->status == PGW_PUSH_INVALID_TOKEN)
+		return true;
+	return res->status == PGW_PUSH_FAILED &&
+	       (strcmp(res->reason, "auth_error") == 0 || strcmp(res->reason, "config_error") == 0);
+}
+
+static void log_ring_end(const ring *r, const pgw_push_result *res)
+{
+	char red[32];
+
+	pgw_log(PGW_LOG_INFO, "ring repetition stopped", "call_id", r->call_id, "app",
+		r->target.app->name, "target", pgw_redact(r->target.remote_token, red, sizeof red),
+		"status", pgw_push_status_str(res->status), "reason", res->reason, NULL);
+}
+
 static void repeat_done(pgw_push *p)
 {
 	ring *r = p->owner;
@@ -84,6 +119,11 @@ static void repeat_done(pgw_push *p)
 
 	r->in_flight = false;
 	if (r->stopped) {
+		ring_free(r);
+		return;
+	}
+	if (ring_hopeless(&p->result)) {
+		log_ring_end(r, &p->result);
 		ring_free(r);
 		return;
 	}
@@ -117,7 +157,7 @@ static void ring_fire(void *arg)
 	p->ttl_s = (int)((r->until_ms - now) / 1000);
 	p->expiration_s = r->until_wall_s;
 	p->deadline_ms = now + REPEAT_TIMEOUT_MS < r->until_ms ? now + REPEAT_TIMEOUT_MS : r->until_ms;
-	p->collapse_id = r->call_id;
+	p->collapse_id = r->collapse_id;
 	p->done = repeat_done;
 	p->owner = r;
 	pgw_uuid4(p->apns_id);
@@ -162,6 +202,7 @@ bool ringer_start(ringer *rg, upstream *up, void *holder, ringer_hold_fn hold,
 		free(r);
 		return false;
 	}
+	apns_collapse_id(call_id, r->collapse_id);
 	memcpy(r->body, first->body, first->body_len + 1);
 	r->body_len = first->body_len;
 	r->rg = rg;
@@ -171,14 +212,7 @@ bool ringer_start(ringer *rg, upstream *up, void *holder, ringer_hold_fn hold,
 	r->interval_ms = interval_s * 1000;
 	r->until_ms = until_ms;
 	r->until_wall_s = first->expiration_s;
-	r->timer = evloop_timer_add(rg->loop, r->interval_ms, ring_fire, r);
-	if (!r->timer) {
-		target_clear(&r->target);
-		free(r->call_id);
-		free(r->body);
-		free(r);
-		return false;
-	}
+	r->first = first;
 	hold(holder, true);
 	r->next = rg->rings;
 	if (rg->rings)
@@ -186,8 +220,32 @@ bool ringer_start(ringer *rg, upstream *up, void *holder, ringer_hold_fn hold,
 	rg->rings = r;
 	rg->n++;
 	rg->warned_full = false;
-	publish(rg);
 	return true;
+}
+
+void ringer_first_result(ringer *rg, const pgw_push *first)
+{
+	ring *r;
+
+	for (r = rg->rings; r; r = r->next)
+		if (r->first == first)
+			break;
+	if (!r)
+		return; /* never reserved (table full, already ringing), or cancelled */
+	/* a dead token, a refusal or no answer: nothing shows on the phone that
+	 * a repeat would keep alive */
+	if (first->result.status != PGW_PUSH_SENT) {
+		ring_free(r);
+		return;
+	}
+	r->timer = evloop_timer_add(rg->loop, r->interval_ms, ring_fire, r);
+	if (!r->timer) {
+		ring_free(r);
+		return;
+	}
+	r->first = NULL;
+	rg->ringing++;
+	publish(rg);
 }
 
 void ringer_stop(ringer *rg, const char *app, const char *token, const char *call_id)
@@ -196,6 +254,8 @@ void ringer_stop(ringer *rg, const char *app, const char *token, const char *cal
 
 	if (!r)
 		return;
+	/* before the first alert came back, or between repeats: nothing of the
+	 * entry is in flight, it can go now */
 	if (r->in_flight) {
 		r->stopped = true; /* its push comes back, then it goes */
 		evloop_timer_cancel(rg->loop, r->timer);
@@ -207,7 +267,7 @@ void ringer_stop(ringer *rg, const char *app, const char *token, const char *cal
 
 size_t ringer_active(const ringer *rg)
 {
-	return rg->n;
+	return rg->ringing;
 }
 
 void ringer_free(ringer *rg)

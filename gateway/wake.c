@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushgw/apns.h"
 #include "pushgw/callback.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
@@ -38,6 +39,7 @@ struct pgw_wake {
 	evloop *loop;
 	upstream *up;
 	wake_ring ring;
+	char collapse_id[APNS_COLLAPSE_ID_MAX + 1]; /* of every alert push */
 	wake_done_fn done;
 	void *done_arg;
 };
@@ -387,43 +389,47 @@ out:
 	return rc;
 }
 
-static void push_done(pgw_push *p)
-{
-	pgw_wake *w = p->owner;
-
-	if (--w->pending == 0)
-		w->done(w->done_arg);
-}
-
 static bool rings_again(const pgw_wake *w, const pgw_push *p)
 {
 	return w->ring.rg && w->kind == PGW_PUSH_CALL && p->alert && p->target->app->ring_repeat_s > 0;
 }
 
-/* Repetition bookkeeping before the pushes go: a cancel stops the device's
- * ringing first; a call's repeated alerts share the call id as collapse id. */
+static void push_done(pgw_push *p)
+{
+	pgw_wake *w = p->owner;
+
+	if (rings_again(w, p))
+		ringer_first_result(w->ring.rg, p);
+	if (--w->pending == 0)
+		w->done(w->done_arg);
+}
+
+/* Before the pushes go. Every alert push of the call carries the same
+ * apns-collapse-id, so repeats replace each other and a cancel's final alert
+ * replaces the ringing banner instead of piling up under it. A cancel stops
+ * the device's repetition first; a call reserves it, to begin once its first
+ * alert was accepted (the ringer copies what it needs now: the wake may be
+ * gone once the last push is done). */
 static void ring_before(pgw_wake *w)
 {
+	int64_t until = pgw_now_ms() + (int64_t)w->ttl_s * 1000;
 	size_t i;
 
-	for (i = 0; i < w->n_pushes && w->ring.rg; i++) {
+	apns_collapse_id(w->call.id, w->collapse_id);
+	for (i = 0; i < w->n_pushes; i++) {
 		pgw_push *p = &w->pushes[i];
 		const pgw_target *t = p->target;
 
+		if (p->alert)
+			p->collapse_id = w->collapse_id;
+		if (!w->ring.rg)
+			continue;
 		if (w->kind == PGW_PUSH_CANCEL && t->provider == PGW_PROVIDER_APNS && t->remote_token)
 			ringer_stop(w->ring.rg, t->app->name, t->remote_token, w->call.id);
 		else if (rings_again(w, p))
-			p->collapse_id = w->call.id;
+			ringer_start(w->ring.rg, w->up, w->ring.holder, w->ring.hold, p, w->call.id,
+				     t->app->ring_repeat_s, until);
 	}
-}
-
-static void ring_after(pgw_wake *w, const pgw_push *p)
-{
-	int64_t until = pgw_now_ms() + (int64_t)w->ttl_s * 1000;
-
-	if (rings_again(w, p))
-		ringer_start(w->ring.rg, w->up, w->ring.holder, w->ring.hold, p, w->call.id,
-			     p->target->app->ring_repeat_s, until);
 }
 
 static void wake_run(void *arg)
@@ -433,10 +439,6 @@ static void wake_run(void *arg)
 
 	w->pending = n;
 	ring_before(w);
-	/* ringers copy what they need now: the wake may be gone once the last
-	 * push is done */
-	for (i = 0; i < n; i++)
-		ring_after(w, &w->pushes[i]);
 	for (i = 0; i < n; i++) {
 		w->pushes[i].done = push_done;
 		upstream_send(w->up, &w->pushes[i]);

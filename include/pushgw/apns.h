@@ -68,4 +68,12 @@ typedef struct apns_verdict {
 /* Map an HTTP status and Apple's "reason" (may be NULL) to a verdict. Pure. */
 void apns_classify(int http_status, const char *reason, apns_verdict *out);
 
+/* Apple refuses an apns-collapse-id over 64 bytes (BadCollapseId). */
+#define APNS_COLLAPSE_ID_MAX 64
+
+/* The apns-collapse-id of every alert of one call: the call id itself when it
+ * fits, else the hex SHA-256 of it (64 characters), so a long SIP Call-ID
+ * still gives one stable id instead of a refused push. Pure. */
+void apns_collapse_id(const char *call_id, char out[APNS_COLLAPSE_ID_MAX + 1]);
+
 #endif

@@ -356,6 +356,65 @@ t_bad_input_gets_clear_errors() {
 	expect_eq "readyz" "$STATUS" 200
 }
 
+# log_line_of ID: the log line whose wake_id is ID (waits up to 10 s for it).
+log_line_of() {
+	local i line
+	for i in $(seq 1 100); do
+		line=$(grep -F "\"wake_id\":\"$1\"" "$WORK/gw-G.log")
+		[ -n "$line" ] && { printf '%s\n' "$line"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+
+t_wake_log_line_describes_the_wake() {
+	begin "a wake's log line is one JSON object: its id, call id and per-device status, redacted target, latency"
+	local ok_t dead_t; ok_t=$(tok 130); dead_t=$(tok 131)
+	sim_ctl A POST /script "{\"$dead_t\": [{\"status\": 410, \"reason\": \"Unregistered\"}]}" >/dev/null
+	api G POST /v1/wake "$(jq -cn --arg a "$ok_t" --arg b "$dead_t" '{
+	  devices: [{provider: "apns", token: $a, app: "phone"}, {provider: "apns", token: $b, app: "phone"}],
+	  call: {id: "log-1@pbx", from: "+15551234567"}}')"
+	expect_eq "status" "$STATUS" 200
+	local id results line; id=$(jqb .id); results=$(jqb -c .results)
+	line=$(log_line_of "$id")
+	expect_eq "exactly one log line for the wake" "$(grep -c . <<<"$line")" 1
+	check "the line is one JSON object" jq -e -n '[inputs] | length == 1 and (.[0] | type == "object")' <<<"$line" >/dev/null
+	expect_eq "msg, level and kind" "$(jq -r '[.msg, .level, .kind] | join(",")' <<<"$line")" wake,info,wake
+	check "ts is RFC 3339 UTC" grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z$' <<<"$(jq -r .ts <<<"$line")"
+	expect_eq "wake_id is the response id" "$(jq -r .wake_id <<<"$line")" "$id"
+	expect_eq "call_id" "$(jq -r .call_id <<<"$line")" log-1@pbx
+	expect_eq "one entry per device" "$(jq '.devices | length' <<<"$line")" 2
+	expect_eq "per-device status" "$(jq -r '[.devices[].status] | join(",")' <<<"$line")" sent,invalid_token
+	expect_eq "the dead device's reason" "$(jq -r '.devices[1].reason' <<<"$line")" Unregistered
+	expect_eq "redacted targets" "$(jq -r '[.devices[].target] | join(",")' <<<"$line")" "apns:0000…0082,apns:0000…0083"
+	check "latency_ms is a number >= 0 for each" jq -e '.devices | all(.latency_ms | type == "number" and . >= 0)' <<<"$line" >/dev/null
+	check "the devices are exactly the response's results" jq -e --argjson r "$results" '.devices == $r' <<<"$line" >/dev/null
+	check "no full token anywhere in the log" bash -c '! grep -qiF -e "$1" -e "$2" "$3"' _ "$ok_t" "$dead_t" "$WORK/gw-G.log"
+
+	api G POST /v1/cancel "$(jq -cn --arg a "$ok_t" '{devices: [{provider: "apns", token: $a, app: "phone"}], call: {id: "log-1@pbx"}, reason: "declined"}')"
+	expect_eq "cancel status" "$STATUS" 200
+	line=$(log_line_of "$(jqb .id)")
+	expect_eq "a cancel logs msg and kind cancel" "$(jq -r '[.msg, .kind, .call_id, .devices[0].status] | join(",")' <<<"$line")" \
+		cancel,cancel,log-1@pbx,sent
+	sim_ctl A POST /script "{\"$dead_t\": []}" >/dev/null
+}
+
+t_startup_log_says_what_runs() {
+	begin "the start-up log has the config summary and the upstream connection state"
+	local log="$WORK/gw-G.log" start
+	start=$(jq -c 'select(.msg == "pushgw listening")' "$log")
+	expect_eq "one start-up line" "$(grep -c . <<<"$start")" 1
+	expect_eq "listening address" "$(jq -r .addr <<<"$start")" "127.0.0.1:$GW_PORT_G"
+	expect_eq "config file" "$(jq -r .config <<<"$start")" "$WORK/gw.json"
+	expect_eq "apps and api keys counted" "$(jq -r '[.apps, .api_keys, .tls] | join(",")' <<<"$start")" 2,4,off
+	check "version" grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+' <<<"$(jq -r .version <<<"$start")"
+	local first; first=$(jq -c --arg o "127.0.0.1:$SIM_PORT_A" 'select(.msg == "upstream connected" and .origin == $o)' "$log" | head -n1)
+	check "an upstream connection to the simulator is logged" test -n "$first"
+	check "with its TLS version and stream limit" jq -e '(.tls | startswith("TLSv1.")) and (.max_streams | test("^[0-9]+$"))' <<<"$first" >/dev/null
+	check "connected before the first wake was logged" jq -e -s \
+		'(map(.msg) | index("upstream connected")) < (map(.msg) | index("wake"))' "$log" >/dev/null
+}
+
 t_logs_are_json_without_tokens() {
 	begin "logs are JSON lines and never carry a full token or key"
 	local log="$WORK/gw-G.log"
@@ -384,6 +443,8 @@ t_untrusted_upstream_certificate
 t_goaway_mid_load_loses_nothing
 t_connection_drop_is_retried
 t_bad_input_gets_clear_errors
+t_wake_log_line_describes_the_wake
+t_startup_log_says_what_runs
 t_logs_are_json_without_tokens
 t_sigterm_exits_zero
 summary

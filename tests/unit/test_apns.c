@@ -220,9 +220,35 @@ static void test_cred(void)
 	free(pem);
 }
 
+static void test_collapse_id(void)
+{
+	char fits[APNS_COLLAPSE_ID_MAX + 1], at_limit[APNS_COLLAPSE_ID_MAX + 1];
+	char long_id[300], a[APNS_COLLAPSE_ID_MAX + 1], b[APNS_COLLAPSE_ID_MAX + 1];
+
+	TEST("a call id of at most 64 bytes is the collapse id itself");
+	apns_collapse_id("a84b4c76e66710@pbx", a);
+	CHECK_STR(a, "a84b4c76e66710@pbx");
+	memset(fits, 'c', APNS_COLLAPSE_ID_MAX);
+	fits[APNS_COLLAPSE_ID_MAX] = '\0';
+	apns_collapse_id(fits, at_limit);
+	CHECK_STR(at_limit, fits);
+
+	TEST("a longer call id becomes a stable 64-character digest Apple accepts");
+	memset(long_id, 'x', sizeof long_id - 1);
+	long_id[sizeof long_id - 1] = '\0';
+	apns_collapse_id(long_id, a);
+	apns_collapse_id(long_id, b);
+	CHECK(strlen(a) == APNS_COLLAPSE_ID_MAX);
+	CHECK_STR(a, b);
+	long_id[10] = 'y';
+	apns_collapse_id(long_id, b);
+	CHECK(strcmp(a, b) != 0);
+}
+
 int main(void)
 {
 	test_classify();
 	test_cred();
+	test_collapse_id();
 	return check_summary("apns");
 }

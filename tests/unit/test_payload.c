@@ -2,6 +2,7 @@
  * VoIP, APNs alert, FCM; call and cancel — the body is exactly the golden
  * file in tests/golden/ (same fields, same types). Set PUSHGW_GOLDEN_WRITE=1
  * to rewrite the files after a deliberate change, then review the diff. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,13 +99,14 @@ static void test_fcm_values_are_strings(void)
 	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok:en", NULL, PGW_ENV_UNSET, NULL, NULL, false};
 	int profile;
 
-	TEST("FCM data values are all strings, in both profiles");
-	for (profile = 0; profile < 2; profile++) {
+	TEST("FCM data values are all strings, in both profiles, for calls and cancels");
+	for (profile = 0; profile < 4; profile++) {
 		char *b;
 		json_t *root, *d, *v;
 		const char *k;
-		app.payload = (pgw_payload_profile)profile;
-		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, NULL);
+		app.payload = (pgw_payload_profile)(profile % 2);
+		call.reason = profile < 2 ? NULL : "declined";
+		b = payload_fcm(&ctx, &f, profile < 2 ? PGW_PUSH_CALL : PGW_PUSH_CANCEL, NULL);
 		root = json_loads(b, 0, NULL);
 		d = json_object_get(json_object_get(root, "message"), "data");
 		if (!d)
@@ -152,10 +154,108 @@ static void test_device_overrides(void)
 	free(c);
 }
 
+/* The string at path (keys, NULL-terminated) of body, or NULL. */
+static const char *str_at(json_t *root, ...)
+{
+	va_list ap;
+	const char *key;
+	json_t *v = root;
+
+	va_start(ap, root);
+	while ((key = va_arg(ap, const char *)) && v)
+		v = json_object_get(v, key);
+	va_end(ap);
+	return json_string_value(v);
+}
+
+static void test_cancel_reasons(void)
+{
+	static const struct {
+		const char *reason, *loc_key;
+	} cases[] = {
+		{"caller_cancelled", "IC_MISSED"},
+		{"answered_elsewhere", "IC_ANSWERED_ELSEWHERE"},
+		{"declined", "IC_DECLINED_ELSEWHERE"},
+	};
+	pgw_app_conf app = make_app(PGW_PAYLOAD_PUSHGW);
+	pgw_call call = {"c1", "+1555", "Bob", "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target t = {PGW_PROVIDER_APNS, &app, "aa11", "bb22", PGW_ENV_UNSET, NULL, NULL, false};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	size_t i;
+	int profile;
+
+	TEST("every cancel says type=cancel and its reason; the final alert's string follows the reason (both profiles)");
+	for (profile = 0; profile < 2; profile++) {
+		app.payload = (pgw_payload_profile)profile;
+		for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			char *a, *v, *m;
+			json_t *ja, *jv, *jm, *fd;
+
+			call.reason = cases[i].reason;
+			a = payload_apns(&ctx, &t, PGW_PUSH_CANCEL, true, NULL);
+			v = payload_apns(&ctx, &t, PGW_PUSH_CANCEL, false, NULL);
+			m = payload_fcm(&ctx, &f, PGW_PUSH_CANCEL, NULL);
+			ja = json_loads(a, 0, NULL);
+			jv = json_loads(v, 0, NULL);
+			jm = json_loads(m, 0, NULL);
+			fd = json_object_get(json_object_get(jm, "message"), "data");
+			if (!fd)
+				fd = json_object_get(json_object_get(json_object_get(jm, "message"), "android"), "data");
+			CHECK_STR(str_at(ja, "aps", "alert", "loc-key", NULL), cases[i].loc_key);
+			CHECK_STR(str_at(ja, "type", NULL), "cancel");
+			CHECK_STR(str_at(ja, "reason", NULL), cases[i].reason);
+			CHECK_STR(str_at(jv, "type", NULL), "cancel");
+			CHECK_STR(str_at(jv, "reason", NULL), cases[i].reason);
+			CHECK_STR(str_at(fd, "type", NULL), "cancel");
+			CHECK_STR(str_at(fd, "reason", NULL), cases[i].reason);
+			if (profile == PGW_PAYLOAD_LINPHONE)
+				CHECK_STR(str_at(fd, "loc-key", NULL), cases[i].loc_key);
+			json_decref(ja);
+			json_decref(jv);
+			json_decref(jm);
+			free(a);
+			free(v);
+			free(m);
+		}
+	}
+}
+
+static void test_linphone_voip_cancel_is_no_call(void)
+{
+	pgw_app_conf app = make_app(PGW_PAYLOAD_LINPHONE);
+	pgw_call call = {"c1", "+1555", "Bob", "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target t = {PGW_PROVIDER_APNS, &app, "aa11", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	char *c = payload_apns(&ctx, &t, PGW_PUSH_CALL, false, NULL), *x;
+	json_t *jc = json_loads(c, 0, NULL), *jx;
+
+	TEST("linphone: a call has no type; a VoIP cancel has no incoming-call fields but keeps call-id and uuid");
+	CHECK(json_object_get(jc, "type") == NULL);
+	CHECK(json_object_get(jc, "reason") == NULL);
+	CHECK_STR(str_at(jc, "aps", "loc-key", NULL), "IC_MSG");
+	call.reason = "caller_cancelled";
+	x = payload_apns(&ctx, &t, PGW_PUSH_CANCEL, false, NULL);
+	jx = json_loads(x, 0, NULL);
+	CHECK(json_object_get(json_object_get(jx, "aps"), "loc-key") == NULL);
+	CHECK(json_object_get(json_object_get(jx, "aps"), "loc-args") == NULL);
+	CHECK(json_object_get(json_object_get(jx, "aps"), "sound") == NULL);
+	CHECK(json_object_get(json_object_get(jx, "aps"), "alert") == NULL);
+	CHECK_STR(str_at(jx, "aps", "call-id", NULL), "c1");
+	CHECK_STR(str_at(jx, "aps", "uuid", NULL), "w_X");
+	CHECK_STR(str_at(jx, "type", NULL), "cancel");
+	json_decref(jc);
+	json_decref(jx);
+	free(c);
+	free(x);
+}
+
 int main(void)
 {
 	test_profiles();
 	test_fcm_values_are_strings();
 	test_device_overrides();
+	test_cancel_reasons();
+	test_linphone_voip_cancel_is_no_call();
 	return check_summary("payload");
 }
