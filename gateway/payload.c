@@ -1,13 +1,16 @@
 /* What reaches the phone (SPEC §4), one encoder per payload profile in one
  * table: "pushgw" (our own shape) and "linphone" (what apps on the Linphone
  * SDK already parse, as the Flexisip proxy sends it). Pure; any thread.
- * Every body is built with jansson, so call data can never break the JSON. */
+ * Bodies are streamed with jsonw (escaped, valid UTF-8), so call data can
+ * never break the JSON; no tree is built per push. */
 #include "pushgw/payload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "pushgw/jsonw.h"
 
 /* What every encoder needs, resolved once: strings and sound after the app's
  * defaults and the device's own Contact overrides. */
@@ -24,24 +27,19 @@ typedef struct enc {
 
 typedef struct profile {
 	pgw_payload_profile id;
-	json_t *(*apns_voip)(const enc *e);
-	json_t *(*apns_alert)(const enc *e);
-	json_t *(*fcm_message)(const enc *e);
+	void (*apns_voip)(jsonw *w, const enc *e);
+	void (*apns_alert)(jsonw *w, const enc *e);
+	void (*fcm_message)(jsonw *w, const enc *e);
 } profile;
 
-static void set_str(json_t *obj, const char *key, const char *val)
+/* Run one encoder into a fresh writer; the finished body or NULL (ENOMEM). */
+static char *encode(void (*fn)(jsonw *w, const enc *e), const enc *e, size_t *len)
 {
-	json_object_set_new(obj, key, json_string(val ? val : ""));
-}
+	jsonw w;
 
-static char *dump(json_t *root, size_t *len)
-{
-	char *out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-
-	json_decref(root);
-	if (out && len)
-		*len = strlen(out);
-	return out;
+	jsonw_init(&w);
+	fn(&w, e);
+	return jsonw_finish(&w, len);
 }
 
 static const char *cancel_string(const pgw_app_strings *s, const char *reason)
@@ -77,50 +75,74 @@ static void enc_init(enc *e, const pgw_payload_ctx *ctx, const pgw_target *t, pg
 	strftime(e->send_time, sizeof e->send_time, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-static json_t *loc_alert(const enc *e)
+static void loc_alert(jsonw *w, const enc *e)
 {
-	return json_pack("{s:s,s:[s]}", "loc-key", e->loc_key, "loc-args", e->who);
+	jsonw_object_begin(w);
+	jsonw_kv_str(w, "loc-key", e->loc_key);
+	jsonw_key(w, "loc-args");
+	jsonw_array_begin(w);
+	jsonw_str(w, e->who);
+	jsonw_array_end(w);
+	jsonw_object_end(w);
+}
+
+/* call.data as an object ({} when the call has none). */
+static void call_data(jsonw *w, const enc *e)
+{
+	if (e->call->data) {
+		jsonw_value(w, e->call->data);
+		return;
+	}
+	jsonw_object_begin(w);
+	jsonw_object_end(w);
 }
 
 /* ---- profile "pushgw" ---- */
 
-static void pushgw_call_fields(json_t *o, const enc *e)
+/* caller_key: "from" on APNs; FCM reserves "from", so there it is "caller". */
+static void pushgw_call_fields(jsonw *w, const enc *e, const char *caller_key)
 {
-	set_str(o, "type", e->kind == PGW_PUSH_CANCEL ? "cancel" : "call");
-	set_str(o, "call_id", e->call->id);
+	jsonw_kv_str(w, "type", e->kind == PGW_PUSH_CANCEL ? "cancel" : "call");
+	jsonw_kv_str(w, "call_id", e->call->id);
 	if (e->kind == PGW_PUSH_CANCEL)
-		set_str(o, "reason", e->call->reason);
-	set_str(o, "from", e->call->from);
-	set_str(o, "from_name", e->call->from_name);
-	set_str(o, "to", e->call->to);
+		jsonw_kv_str(w, "reason", e->call->reason);
+	jsonw_kv_str(w, caller_key, e->call->from);
+	jsonw_kv_str(w, "from_name", e->call->from_name);
+	jsonw_kv_str(w, "to", e->call->to);
 }
 
-static json_t *pushgw_apns(const enc *e, json_t *aps)
+/* Everything after "aps", and the closing brace. */
+static void pushgw_apns_rest(jsonw *w, const enc *e)
 {
-	json_t *root = json_object();
-
-	json_object_set_new(root, "aps", aps);
-	pushgw_call_fields(root, e);
-	json_object_set_new(root, "video", json_boolean(e->call->video));
-	set_str(root, "wake_id", e->ctx->wake_id);
-	json_object_set_new(root, "sent_at", json_integer(e->ctx->sent_at_s));
-	json_object_set_new(root, "data", e->call->data ? json_deep_copy(e->call->data) : json_object());
-	return root;
+	pushgw_call_fields(w, e, "from");
+	jsonw_kv_bool(w, "video", e->call->video);
+	jsonw_kv_str(w, "wake_id", e->ctx->wake_id);
+	jsonw_kv_int(w, "sent_at", e->ctx->sent_at_s);
+	jsonw_key(w, "data");
+	call_data(w, e);
+	jsonw_object_end(w);
 }
 
-static json_t *pushgw_apns_voip(const enc *e)
+static void pushgw_apns_voip(jsonw *w, const enc *e)
 {
-	return pushgw_apns(e, json_object());
+	jsonw_object_begin(w);
+	jsonw_key(w, "aps");
+	jsonw_object_begin(w);
+	jsonw_object_end(w);
+	pushgw_apns_rest(w, e);
 }
 
-static json_t *pushgw_apns_alert(const enc *e)
+static void pushgw_apns_alert(jsonw *w, const enc *e)
 {
-	json_t *aps = json_object();
-
-	json_object_set_new(aps, "alert", loc_alert(e));
+	jsonw_object_begin(w);
+	jsonw_key(w, "aps");
+	jsonw_object_begin(w);
+	jsonw_key(w, "alert");
+	loc_alert(w, e);
 	if (*e->sound)
-		set_str(aps, "sound", e->sound);
-	return pushgw_apns(e, aps);
+		jsonw_kv_str(w, "sound", e->sound);
+	jsonw_object_end(w);
+	pushgw_apns_rest(w, e);
 }
 
 /* FCM refuses these data keys ("from", "message_type", "google…", "gcm…"):
@@ -131,114 +153,162 @@ static bool fcm_reserved_key(const char *key)
 	       strncmp(key, "google", 6) == 0 || strncmp(key, "gcm", 3) == 0;
 }
 
-static json_t *pushgw_fcm(const enc *e)
+/* Keys pushgw_fcm writes itself: they win over call.data's. */
+static bool pushgw_fcm_own_key(const char *key, const enc *e)
 {
-	json_t *msg = json_object(), *data = json_object();
+	static const char *const own[] = {"type", "call_id", "caller", "from_name", "to",
+					  "video", "wake_id", "sent_at", NULL};
+	size_t i;
+
+	for (i = 0; own[i]; i++)
+		if (strcmp(key, own[i]) == 0)
+			return true;
+	return e->kind == PGW_PUSH_CANCEL && strcmp(key, "reason") == 0;
+}
+
+/* FCM data values are strings: call.data's strings (not ours, not FCM's
+ * reserved keys), then ours. */
+static void pushgw_fcm_data(jsonw *w, const enc *e)
+{
 	const char *key;
 	json_t *val;
-	char buf[32];
+	char sent[24];
 
-	set_str(msg, "token", e->t->token);
-	snprintf(buf, sizeof buf, "%ds", e->ctx->ttl_s);
-	json_object_set_new(msg, "android", json_pack("{s:s,s:s}", "priority", "HIGH", "ttl", buf));
-	/* call.data first, so our own keys win on a clash */
+	jsonw_object_begin(w);
 	if (e->call->data)
 		json_object_foreach((json_t *)e->call->data, key, val)
-			if (json_is_string(val) && !fcm_reserved_key(key))
-				json_object_set(data, key, val);
-	pushgw_call_fields(data, e);
-	/* FCM reserves "from" as a data key: the caller goes as "caller" */
-	json_object_set(data, "caller", json_object_get(data, "from"));
-	json_object_del(data, "from");
-	set_str(data, "video", e->call->video ? "true" : "false");
-	set_str(data, "wake_id", e->ctx->wake_id);
-	snprintf(buf, sizeof buf, "%lld", (long long)e->ctx->sent_at_s);
-	set_str(data, "sent_at", buf);
-	json_object_set_new(msg, "data", data);
-	return json_pack("{s:o}", "message", msg);
+			if (json_is_string(val) && !fcm_reserved_key(key) && !pushgw_fcm_own_key(key, e))
+			{
+				jsonw_key(w, key);
+				jsonw_strn(w, json_string_value(val), json_string_length(val));
+			}
+	pushgw_call_fields(w, e, "caller");
+	jsonw_kv_str(w, "video", e->call->video ? "true" : "false");
+	jsonw_kv_str(w, "wake_id", e->ctx->wake_id);
+	snprintf(sent, sizeof sent, "%lld", (long long)e->ctx->sent_at_s);
+	jsonw_kv_str(w, "sent_at", sent);
+	jsonw_object_end(w);
+}
+
+static void pushgw_fcm(jsonw *w, const enc *e)
+{
+	char ttl[32];
+
+	snprintf(ttl, sizeof ttl, "%ds", e->ctx->ttl_s);
+	jsonw_object_begin(w);
+	jsonw_key(w, "message");
+	jsonw_object_begin(w);
+	jsonw_kv_str(w, "token", e->t->token);
+	jsonw_key(w, "android");
+	jsonw_object_begin(w);
+	jsonw_kv_str(w, "priority", "HIGH");
+	jsonw_kv_str(w, "ttl", ttl);
+	jsonw_object_end(w);
+	jsonw_key(w, "data");
+	pushgw_fcm_data(w, e);
+	jsonw_object_end(w);
+	jsonw_object_end(w);
 }
 
 /* ---- profile "linphone" (Flexisip's shape) ---- */
 
-static json_t *custom_payload(const enc *e)
-{
-	return e->call->data ? json_deep_copy(e->call->data) : json_object();
-}
-
 /* Flexisip has no cancel push: ours are its call shape plus "type":"cancel"
  * and the reason, so an app that knows them ends the call it matches by
  * call-id/uuid. */
-static void linphone_cancel_fields(json_t *o, const enc *e)
+static void linphone_cancel_fields(jsonw *w, const enc *e)
 {
 	if (e->kind != PGW_PUSH_CANCEL)
 		return;
-	set_str(o, "type", "cancel");
-	set_str(o, "reason", e->call->reason);
+	jsonw_kv_str(w, "type", "cancel");
+	jsonw_kv_str(w, "reason", e->call->reason);
 }
 
-static json_t *linphone_apns_voip(const enc *e)
+/* pn_ttl, customPayload and the closing brace. */
+static void linphone_apns_tail(jsonw *w, const enc *e)
 {
-	json_t *aps = json_object(), *root = json_object();
+	jsonw_kv_int(w, "pn_ttl", e->ctx->ttl_s);
+	jsonw_key(w, "customPayload");
+	call_data(w, e);
+	jsonw_object_end(w);
+}
 
+static void linphone_apns_voip(jsonw *w, const enc *e)
+{
+	jsonw_object_begin(w);
+	jsonw_key(w, "aps");
+	jsonw_object_begin(w);
 	/* loc-key/loc-args are what make a VoIP push an incoming call to a
 	 * Linphone app: a cancel leaves them (and the sound) out */
 	if (e->kind == PGW_PUSH_CALL) {
-		set_str(aps, "sound", "");
-		set_str(aps, "loc-key", e->loc_key);
-		json_object_set_new(aps, "loc-args", json_pack("[s]", e->who));
+		jsonw_kv_str(w, "sound", "");
+		jsonw_kv_str(w, "loc-key", e->loc_key);
+		jsonw_key(w, "loc-args");
+		jsonw_array_begin(w);
+		jsonw_str(w, e->who);
+		jsonw_array_end(w);
 	}
-	set_str(aps, "call-id", e->call->id);
-	set_str(aps, "uuid", e->ctx->wake_id);
-	set_str(aps, "send-time", e->send_time);
-	json_object_set_new(root, "aps", aps);
-	linphone_cancel_fields(root, e);
-	set_str(root, "from-uri", e->call->from);
-	set_str(root, "display-name", e->call->from_name);
-	json_object_set_new(root, "pn_ttl", json_integer(e->ctx->ttl_s));
-	json_object_set_new(root, "customPayload", custom_payload(e));
-	return root;
+	jsonw_kv_str(w, "call-id", e->call->id);
+	jsonw_kv_str(w, "uuid", e->ctx->wake_id);
+	jsonw_kv_str(w, "send-time", e->send_time);
+	jsonw_object_end(w);
+	linphone_cancel_fields(w, e);
+	jsonw_kv_str(w, "from-uri", e->call->from);
+	jsonw_kv_str(w, "display-name", e->call->from_name);
+	linphone_apns_tail(w, e);
 }
 
-static json_t *linphone_apns_alert(const enc *e)
+static void linphone_apns_alert(jsonw *w, const enc *e)
 {
-	json_t *aps = json_object(), *root = json_object();
-
-	json_object_set_new(aps, "alert", loc_alert(e));
-	set_str(aps, "sound", e->sound);
-	json_object_set_new(aps, "badge", json_integer(1));
-	json_object_set_new(root, "aps", aps);
-	linphone_cancel_fields(root, e);
-	set_str(root, "from-uri", e->call->from);
-	set_str(root, "display-name", e->call->from_name);
-	set_str(root, "call-id", e->call->id);
-	set_str(root, "uuid", e->ctx->wake_id);
-	set_str(root, "send-time", e->send_time);
-	json_object_set_new(root, "pn_ttl", json_integer(e->ctx->ttl_s));
-	json_object_set_new(root, "customPayload", custom_payload(e));
-	return root;
+	jsonw_object_begin(w);
+	jsonw_key(w, "aps");
+	jsonw_object_begin(w);
+	jsonw_key(w, "alert");
+	loc_alert(w, e);
+	jsonw_kv_str(w, "sound", e->sound);
+	jsonw_kv_int(w, "badge", 1);
+	jsonw_object_end(w);
+	linphone_cancel_fields(w, e);
+	jsonw_kv_str(w, "from-uri", e->call->from);
+	jsonw_kv_str(w, "display-name", e->call->from_name);
+	jsonw_kv_str(w, "call-id", e->call->id);
+	jsonw_kv_str(w, "uuid", e->ctx->wake_id);
+	jsonw_kv_str(w, "send-time", e->send_time);
+	linphone_apns_tail(w, e);
 }
 
-static json_t *linphone_fcm(const enc *e)
+static void linphone_fcm(jsonw *w, const enc *e)
 {
-	json_t *data = json_object(), *custom = custom_payload(e);
 	char ttl[32];
-	char *custom_str = json_dumps(custom, JSON_COMPACT | JSON_SORT_KEYS);
 
-	json_decref(custom);
-	linphone_cancel_fields(data, e);
-	set_str(data, "uuid", e->ctx->wake_id);
-	set_str(data, "from-uri", e->call->from);
-	set_str(data, "display-name", e->call->from_name);
-	set_str(data, "call-id", e->call->id);
-	set_str(data, "sip-from", e->call->from);
-	set_str(data, "loc-key", e->loc_key);
-	set_str(data, "loc-args", e->who);
-	set_str(data, "send-time", e->send_time);
-	set_str(data, "custom-payload", custom_str ? custom_str : "{}");
-	free(custom_str);
 	snprintf(ttl, sizeof ttl, "%ds", e->ctx->ttl_s);
-	return json_pack("{s:{s:s,s:{s:s,s:s,s:o}}}", "message", "token", e->t->token, "android",
-			 "priority", "high", "ttl", ttl, "data", data);
+	jsonw_object_begin(w);
+	jsonw_key(w, "message");
+	jsonw_object_begin(w);
+	jsonw_kv_str(w, "token", e->t->token);
+	jsonw_key(w, "android");
+	jsonw_object_begin(w);
+	jsonw_kv_str(w, "priority", "high");
+	jsonw_kv_str(w, "ttl", ttl);
+	jsonw_key(w, "data");
+	jsonw_object_begin(w);
+	linphone_cancel_fields(w, e);
+	jsonw_kv_str(w, "uuid", e->ctx->wake_id);
+	jsonw_kv_str(w, "from-uri", e->call->from);
+	jsonw_kv_str(w, "display-name", e->call->from_name);
+	jsonw_kv_str(w, "call-id", e->call->id);
+	jsonw_kv_str(w, "sip-from", e->call->from);
+	jsonw_kv_str(w, "loc-key", e->loc_key);
+	jsonw_kv_str(w, "loc-args", e->who);
+	jsonw_kv_str(w, "send-time", e->send_time);
+	jsonw_key(w, "custom-payload");
+	if (e->call->data)
+		jsonw_value_as_string(w, e->call->data);
+	else
+		jsonw_str(w, "{}");
+	jsonw_object_end(w);
+	jsonw_object_end(w);
+	jsonw_object_end(w);
+	jsonw_object_end(w);
 }
 
 static const profile profiles[] = {
@@ -263,7 +333,7 @@ char *payload_apns(const pgw_payload_ctx *ctx, const pgw_target *t, pgw_push_kin
 	enc e;
 
 	enc_init(&e, ctx, t, kind);
-	return dump(alert ? p->apns_alert(&e) : p->apns_voip(&e), len);
+	return encode(alert ? p->apns_alert : p->apns_voip, &e, len);
 }
 
 char *payload_fcm(const pgw_payload_ctx *ctx, const pgw_target *t, pgw_push_kind kind,
@@ -272,5 +342,5 @@ char *payload_fcm(const pgw_payload_ctx *ctx, const pgw_target *t, pgw_push_kind
 	enc e;
 
 	enc_init(&e, ctx, t, kind);
-	return dump(profile_of(t)->fcm_message(&e), len);
+	return encode(profile_of(t)->fcm_message, &e, len);
 }

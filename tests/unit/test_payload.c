@@ -250,10 +250,76 @@ static void test_linphone_voip_cancel_is_no_call(void)
 	free(x);
 }
 
+static void test_fcm_data_keys(void)
+{
+	pgw_app_conf app = make_app(PGW_PAYLOAD_PUSHGW);
+	json_t *data = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i}", "room", "blue", "type",
+				 "evil", "caller", "spoof", "from", "x", "google.sent", "x",
+				 "gcm.n", "x", "message_type", "x", "reason", "theirs", "n", 7);
+	pgw_call call = {"c1", "+1555", "Alice", "1001", false, data, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok:en", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	json_t *root, *d;
+	char *b;
+
+	TEST("pushgw FCM data: our keys win over call.data, FCM's reserved keys and non-strings are left out");
+	b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, NULL);
+	root = json_loads(b ? b : "", JSON_REJECT_DUPLICATES, NULL);
+	d = json_object_get(json_object_get(root, "message"), "data");
+	CHECK(d != NULL);
+	CHECK_STR(json_string_value(json_object_get(d, "type")), "call");
+	CHECK_STR(json_string_value(json_object_get(d, "caller")), "+1555");
+	CHECK_STR(json_string_value(json_object_get(d, "room")), "blue");
+	CHECK_STR(json_string_value(json_object_get(d, "reason")), "theirs");
+	CHECK(!json_object_get(d, "from") && !json_object_get(d, "google.sent") &&
+	      !json_object_get(d, "gcm.n") && !json_object_get(d, "message_type") &&
+	      !json_object_get(d, "n"));
+	json_decref(root);
+	free(b);
+	call.reason = "declined";
+	b = payload_fcm(&ctx, &f, PGW_PUSH_CANCEL, NULL);
+	root = json_loads(b ? b : "", JSON_REJECT_DUPLICATES, NULL);
+	d = json_object_get(json_object_get(root, "message"), "data");
+	CHECK_STR(json_string_value(json_object_get(d, "type")), "cancel");
+	CHECK_STR(json_string_value(json_object_get(d, "reason")), "declined");
+	json_decref(root);
+	free(b);
+	json_decref(data);
+}
+
+static void test_bytes_from_contacts(void)
+{
+	pgw_app_conf app = make_app(PGW_PAYLOAD_LINPHONE);
+	pgw_call call = {"c\"1\n", "+1555", "Al\x01ice", "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	/* pn-call-str / pn-call-snd come from a SIP Contact: any bytes */
+	pgw_target t = {PGW_PROVIDER_APNS, &app, NULL, "9c00aa", PGW_ENV_UNSET, "IC_\xffMSG",
+			"ring\xc3.caf", false};
+	json_t *root, *aps;
+	char *b;
+
+	TEST("bytes that are not UTF-8 in a device's strings still give a valid body that keeps the field");
+	b = payload_apns(&ctx, &t, PGW_PUSH_CALL, true, NULL);
+	root = json_loads(b ? b : "", JSON_REJECT_DUPLICATES, NULL);
+	aps = json_object_get(root, "aps");
+	CHECK(root != NULL);
+	CHECK_STR(json_string_value(json_object_get(json_object_get(aps, "alert"), "loc-key")),
+		  "IC_\xef\xbf\xbdMSG");
+	CHECK_STR(json_string_value(json_object_get(aps, "sound")), "ring\xef\xbf\xbd.caf");
+	CHECK_STR(json_string_value(json_object_get(root, "call-id")), "c\"1\n");
+	CHECK_STR(json_string_value(json_array_get(
+			  json_object_get(json_object_get(aps, "alert"), "loc-args"), 0)),
+		  "Al\x01ice");
+	json_decref(root);
+	free(b);
+}
+
 int main(void)
 {
 	test_profiles();
 	test_fcm_values_are_strings();
+	test_fcm_data_keys();
+	test_bytes_from_contacts();
 	test_device_overrides();
 	test_cancel_reasons();
 	test_linphone_voip_cancel_is_no_call();
