@@ -239,5 +239,6 @@ run_test second_phone_told_answered_elsewhere
 run_test ringing_desk_phone_and_woken_mobile
 
 for line in "${TIMINGS[@]}"; do echo "e2e timing: $line"; done
+gw_verify_all
 echo "e2e: $PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -48,13 +48,13 @@ t_hash_key_version_help_and_usage() {
 t_env_overrides_listen() {
 	begin "PUSHGW_CONFIG, PUSHGW_LISTEN and PUSHGW_LOG_LEVEL override the file"
 	jq '.listen = "127.0.0.1:1"' "$WORK/good.json" >"$WORK/env.json"
-	PUSHGW_CONFIG="$WORK/env.json" PUSHGW_LISTEN="127.0.0.1:0" PUSHGW_LOG_LEVEL=warn $PUSHGW 2>"$WORK/env.log" &
-	local pid=$!; PIDS+=($pid)
+	PUSHGW_CONFIG="$WORK/env.json" PUSHGW_LISTEN="127.0.0.1:0" PUSHGW_LOG_LEVEL=warn $WRAP $PUSHGW 2>"$WORK/env.log" &
+	local pid=$!; PIDS+=($pid); gw_track env "$pid" "$WORK/env.log"
 	sleep 0.5
 	check "log level warn hides the info start-up line" bash -c "! grep -q 'pushgw listening' '$WORK/env.log'"
-	kill -TERM $pid; wait $pid; expect_eq "exit status" "$?" 0
-	PUSHGW_CONFIG="$WORK/env.json" PUSHGW_LISTEN="127.0.0.1:0" $PUSHGW 2>"$WORK/env2.log" &
-	pid=$!; PIDS+=($pid)
+	gw_term_wait $pid; expect_eq "exit status" "$GW_EXIT" 0
+	PUSHGW_CONFIG="$WORK/env.json" PUSHGW_LISTEN="127.0.0.1:0" $WRAP $PUSHGW 2>"$WORK/env2.log" &
+	pid=$!; PIDS+=($pid); gw_track env2 "$pid" "$WORK/env2.log"
 	local i port=""
 	for i in $(seq 1 100); do
 		port=$(grep -m1 '"pushgw listening"' "$WORK/env2.log" 2>/dev/null | jq -r .addr | sed 's/.*://')
@@ -62,7 +62,7 @@ t_env_overrides_listen() {
 	done
 	check "listening on an ephemeral port, not the file's ($port)" test -n "$port" -a "$port" != 1
 	expect_eq "healthz there" "$(curl -s "http://127.0.0.1:$port/healthz")" ok
-	kill -TERM $pid; wait $pid; expect_eq "exit status" "$?" 0
+	gw_term_wait $pid; expect_eq "exit status" "$GW_EXIT" 0
 }
 
 t_check_accepts_a_good_config
