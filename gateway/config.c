@@ -330,16 +330,17 @@ static bool file_exists(loader *ld, const char *field, const char *path)
 	return true;
 }
 
-/* A secret must exist and be closed to other users. */
+/* A secret must exist and be closed to other users and, unless root hands
+ * it to the service through the file's group, to the group too. */
 static char *read_secret(loader *ld, const char *field, const char *path)
 {
 	char *text = read_named_file(ld, field, path);
+	char why[1024];
 
 	if (!text)
 		return NULL;
-	if (pgw_check_secret_perms(path) == PGW_ECONFIG) {
-		problem(ld, field, "%s is readable by other users: run chmod 600 %s",
-			path, path);
+	if (pgw_check_secret_perms(path, why, sizeof why) == PGW_ECONFIG) {
+		problem(ld, field, "%s", why);
 		free(text);
 		return NULL;
 	}
@@ -500,7 +501,7 @@ static void parse_tls(loader *ld, const json_t *root)
 	if (ld->oom)
 		return;
 	check_cert_pair(ld, "tls.cert_file", cfg->tls_cert_file, "tls.key_file",
-			cfg->tls_key_file, false);
+			cfg->tls_key_file, true);
 	if (ca && (x = load_cert(ld, "tls.client_ca_file", cfg->tls_client_ca_file)))
 		X509_free(x);
 }

@@ -34,6 +34,39 @@ t_world_readable_key_is_refused() {
 	check "names the field ($out)" grep -q "open.json: apps.phone.apns.key_file" <<<"$out"
 }
 
+t_open_private_keys_fail_check() {
+	begin "--check refuses private keys open to group or others: tls.key_file, cert_key_file, key_file"
+	cp "$WORK/certs/server.key" "$WORK/tls-ok.key"; chmod 600 "$WORK/tls-ok.key"
+	jq --arg c "$WORK/certs/server.pem" --arg k "$WORK/tls-ok.key" '.tls = {cert_file: $c, key_file: $k}' \
+		"$WORK/good.json" >"$WORK/tls-ok.json"
+	local out; out=$($PUSHGW -c "$WORK/tls-ok.json" --check 2>&1)
+	expect_eq "a TLS key with mode 600 passes ($out)" "$?" 0
+	cp "$WORK/certs/server.key" "$WORK/tls-group.key"; chmod 640 "$WORK/tls-group.key"
+	jq --arg k "$WORK/tls-group.key" '.tls.key_file = $k' "$WORK/tls-ok.json" >"$WORK/tls-group.json"
+	out=$($PUSHGW -c "$WORK/tls-group.json" --check 2>&1)
+	expect_eq "group-readable tls.key_file: exit 1" "$?" 1
+	check "names the file, the field, the mode and the chmod ($out)" grep -qF \
+		"tls-group.json: tls.key_file: $WORK/tls-group.key is readable by its group (mode 0640): run chmod 600 $WORK/tls-group.key" <<<"$out"
+	out=$(timeout 30 $PUSHGW -c "$WORK/tls-group.json" 2>&1)
+	expect_eq "and the gateway does not start with it" "$?" 1
+	cp "$WORK/certs/server.key" "$WORK/apns-cert.key"; chmod 604 "$WORK/apns-cert.key"
+	jq --arg c "$WORK/certs/server.pem" --arg k "$WORK/apns-cert.key" \
+		'.apps.phone.apns |= (del(.team_id, .key_id, .key_file) | .cert_file = $c | .cert_key_file = $k)' \
+		"$WORK/good.json" >"$WORK/apns-cert.json"
+	out=$($PUSHGW -c "$WORK/apns-cert.json" --check 2>&1)
+	expect_eq "world-readable cert_key_file: exit 1" "$?" 1
+	check "names apps.phone.apns.cert_key_file ($out)" grep -qF \
+		"apps.phone.apns.cert_key_file: $WORK/apns-cert.key is readable by other users (mode 0604)" <<<"$out"
+	chmod 600 "$WORK/apns-cert.key"
+	out=$($PUSHGW -c "$WORK/apns-cert.json" --check 2>&1)
+	expect_eq "after the chmod it passes ($out)" "$?" 0
+	cp "$WORK/certs/AuthKey_KEY1234567.p8" "$WORK/groupw.p8"; chmod 620 "$WORK/groupw.p8"
+	jq --arg k "$WORK/groupw.p8" '.apps.phone.apns.key_file = $k' "$WORK/good.json" >"$WORK/groupw.json"
+	out=$($PUSHGW -c "$WORK/groupw.json" --check 2>&1)
+	expect_eq "group-writable key_file: exit 1" "$?" 1
+	check "says group-writable ($out)" grep -qF "apps.phone.apns.key_file: $WORK/groupw.p8 is writable by its group (mode 0620)" <<<"$out"
+}
+
 t_hash_key_version_help_and_usage() {
 	begin "hash-key, --version, --help and bad command lines"
 	expect_eq "hash-key" "$($PUSHGW hash-key test)" "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -68,6 +101,7 @@ t_env_overrides_listen() {
 t_check_accepts_a_good_config
 t_check_names_every_problem
 t_world_readable_key_is_refused
+t_open_private_keys_fail_check
 t_hash_key_version_help_and_usage
 t_env_overrides_listen
 summary
