@@ -1133,7 +1133,8 @@ static void parse_limits(loader *ld, const json_t *root)
 {
 	static const char *const fields[] = { "max_body_bytes",
 					      "max_devices_per_wake",
-					      "wakes_per_second_per_key", NULL };
+					      "wakes_per_second_per_key",
+					      "max_pending_callbacks_per_key", NULL };
 	pgw_config *cfg = ld->cfg;
 	long long body = (long long)cfg->max_body_bytes;
 	const json_t *o;
@@ -1141,13 +1142,16 @@ static void parse_limits(loader *ld, const json_t *root)
 	if (!get_object(ld, root, NULL, "limits", &o) || !o)
 		return;
 	check_known_fields(ld, o, "limits", fields,
-			   "max_body_bytes, max_devices_per_wake, wakes_per_second_per_key");
+			   "max_body_bytes, max_devices_per_wake, wakes_per_second_per_key, "
+			   "max_pending_callbacks_per_key");
 	if (get_int(ld, o, "limits", "max_body_bytes", 1024, 16 * 1024 * 1024, &body))
 		cfg->max_body_bytes = (size_t)body;
 	get_int_field(ld, o, "limits", "max_devices_per_wake", 1, 10000,
 		      &cfg->max_devices_per_wake);
 	get_int_field(ld, o, "limits", "wakes_per_second_per_key", 0, 1000000,
 		      &cfg->wakes_per_second_per_key);
+	get_int_field(ld, o, "limits", "max_pending_callbacks_per_key", 1, 1000000,
+		      &cfg->max_pending_callbacks_per_key);
 }
 
 static void parse_log(loader *ld, const json_t *root)
@@ -1246,6 +1250,7 @@ static bool set_defaults(loader *ld)
 	cfg->max_body_bytes = 65536;
 	cfg->max_devices_per_wake = 100;
 	cfg->wakes_per_second_per_key = 200;
+	cfg->max_pending_callbacks_per_key = 1000;
 	cfg->shutdown_grace_s = 10;
 	cfg->log_level = PGW_LOG_INFO;
 	return !ld->oom;

@@ -311,6 +311,8 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, request *r)
 	if (r->api->reg && registry_count(r->api->reg, &devices) == PGW_OK)
 		metrics_gauge("pushgw_registry_devices", "", (double)devices);
 	metrics_gauge("pushgw_wakes_in_flight", "", atomic_load(&r->api->in_flight));
+	if (r->api->cbs)
+		metrics_gauge("pushgw_callbacks_pending", "", (double)callbacks_pending(r->api->cbs));
 	text = metrics_render(&len);
 
 	if (!text)
@@ -356,6 +358,7 @@ typedef struct async_wake {
 	int64_t started_us;
 	int64_t deadline_ms;
 	const char *secret;
+	callback_slot *slot; /* reserved at 202, used up by the submit */
 } async_wake;
 
 static void count_results(route rt, const pgw_wake *w);
@@ -387,8 +390,8 @@ static void on_async_wake_done(void *arg)
 {
 	async_wake *aw = arg;
 
-	if (callbacks_submit(aw->api->cbs, wake_callback_url(aw->wake), aw->secret, async_prepare, aw,
-			     aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
+	if (callbacks_submit(aw->api->cbs, aw->slot, wake_callback_url(aw->wake), aw->secret,
+			     async_prepare, aw, aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
 		char *body = NULL;
 		size_t len = 0;
 		if (async_prepare(aw, &body, &len))
@@ -402,11 +405,29 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	async_wake *aw;
 	json_t *doc;
 
+	callback_slot *slot;
+	char msg[200];
+
 	if (!api->cbs)
 		return send_error(c, r, 400, "invalid_request", "callback_url: callbacks are not available");
+	/* A full share means this key's receiver is down or far behind: a 202
+	 * would promise a result that could not be kept, so say so now and
+	 * let the PBX wake without callback_url (the answer then carries the
+	 * result) or try another instance. */
+	if (!callbacks_reserve(api->cbs, key->name, (unsigned)r->gen->cfg->max_pending_callbacks_per_key,
+			       &slot)) {
+		snprintf(msg, sizeof msg,
+			 "key \"%s\" has %d callbacks not yet delivered (limits.max_pending_callbacks_per_key); "
+			 "wake without callback_url or retry later",
+			 key->name, r->gen->cfg->max_pending_callbacks_per_key);
+		return send_error(c, r, 503, "callback_queue_full", msg);
+	}
 	aw = calloc(1, sizeof *aw);
-	if (!aw)
+	if (!aw) {
+		callbacks_release(api->cbs, slot);
 		return send_error(c, r, 500, "internal_error", "out of memory");
+	}
+	aw->slot = slot;
 	aw->api = api;
 	aw->gen = r->gen;
 	atomic_fetch_add(&aw->gen->refs, 1);
@@ -424,6 +445,7 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 		char *body = NULL;
 		size_t len = 0;
 		json_decref(doc);
+		callbacks_release(api->cbs, slot);
 		if (async_prepare(aw, &body, &len))
 			free(body);
 		return send_error(c, r, 500, "internal_error", "could not start the wake");

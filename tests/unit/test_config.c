@@ -44,7 +44,7 @@ static const char *base_config =
 	"               \"request_timeout_ms\": 2000 },"
 	" \"registry\": { \"path\": \"data/reg.db\" },"
 	" \"limits\": { \"max_body_bytes\": 131072, \"max_devices_per_wake\": 50,"
-	"             \"wakes_per_second_per_key\": 0 },"
+	"             \"wakes_per_second_per_key\": 0, \"max_pending_callbacks_per_key\": 50 },"
 	" \"shutdown_grace_s\": 5,"
 	" \"log\": { \"level\": \"warn\", \"format\": \"text\" }"
 	"}";
@@ -309,6 +309,7 @@ static void test_full_config(void)
 	CHECK(cfg->max_body_bytes == 131072);
 	CHECK(cfg->max_devices_per_wake == 50);
 	CHECK(cfg->wakes_per_second_per_key == 0);
+	CHECK(cfg->max_pending_callbacks_per_key == 50);
 	CHECK(cfg->shutdown_grace_s == 5);
 	CHECK(cfg->log_level == PGW_LOG_WARN);
 	CHECK(cfg->log_text);
@@ -345,6 +346,7 @@ static void test_defaults(void)
 	CHECK(cfg->max_body_bytes == 65536);
 	CHECK(cfg->max_devices_per_wake == 100);
 	CHECK(cfg->wakes_per_second_per_key == 200);
+	CHECK(cfg->max_pending_callbacks_per_key == 1000);
 	CHECK(cfg->shutdown_grace_s == 10);
 	CHECK(cfg->log_level == PGW_LOG_INFO);
 	CHECK(!cfg->log_text);
@@ -565,6 +567,8 @@ static const ecase ecases[] = {
 	  NULL, "limits.max_devices_per_wake: expected an integer from 1 to 10000", NULL },
 	{ "negative rate", "{\"limits\": {\"wakes_per_second_per_key\": -1}}", NULL, NULL, NULL,
 	  "limits.wakes_per_second_per_key: expected an integer from 0", NULL },
+	{ "no room for callbacks", "{\"limits\": {\"max_pending_callbacks_per_key\": 0}}", NULL, NULL,
+	  NULL, "limits.max_pending_callbacks_per_key: expected an integer from 1 to 1000000", NULL },
 	{ "shutdown grace too long", "{\"shutdown_grace_s\": 301}", NULL, NULL, NULL,
 	  "shutdown_grace_s: expected an integer from 0 to 300", NULL },
 	{ "bad log level", "{\"log\": {\"level\": \"verbose\"}}", NULL, NULL, NULL,
