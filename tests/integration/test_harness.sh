@@ -2,7 +2,9 @@
 # The harness itself (lib.sh): a suite fails when a gateway it started exits
 # non-zero on SIGTERM, does not stop, or leaves a sanitizer report in its
 # log, and not when a test killed it with kill -9 or expected it not to
-# start. A stand-in gateway plays each case, so this runs in a second.
+# start. A stand-in gateway plays each case, so this runs in seconds. Also:
+# the end-to-end suite counts "could not run" as a failure unless
+# PUSHGW_E2E=0.
 source tests/integration/lib.sh
 
 # A fake pushgw: announces itself like the real one, then on SIGTERM does
@@ -88,10 +90,27 @@ t_hang_on_sigterm_fails() {
 	check "says it did not exit ($SUITE_OUT)" grep -q 'gateway J (pid [0-9]*) did not exit within 3 s of SIGTERM' <<<"$SUITE_OUT"
 }
 
+t_e2e_skip_is_a_failure_unless_opted_out() {
+	begin "e2e: a suite that cannot run fails; PUSHGW_E2E=0 skips it on purpose"
+	local out rc
+	out=$(PUSHGW_E2E=1 bash -c 'source tests/e2e/lib.sh; e2e_skip "Kamailio missing"; echo after' 2>&1); rc=$?
+	expect_eq "could not run: exit 1" "$rc" 1
+	check "counted as one failure ($out)" grep -qx 'e2e: 0 passed, 1 failed' <<<"$out"
+	check "says why and how to opt out" grep -q 'NOT RUN.*Kamailio missing' <<<"$out"
+	check "names PUSHGW_E2E=0" grep -q 'PUSHGW_E2E=0' <<<"$out"
+	out=$(PUSHGW_E2E=0 bash -c 'source tests/e2e/lib.sh; e2e_skip "Kamailio missing"' 2>&1); rc=$?
+	expect_eq "opted out: exit 0" "$rc" 0
+	check "says it was skipped on request ($out)" grep -q 'skipped (PUSHGW_E2E=0)' <<<"$out"
+	out=$(PUSHGW_E2E=0 BUILD=/nonexistent bash tests/e2e/run.sh 2>&1); rc=$?
+	expect_eq "run.sh with PUSHGW_E2E=0 exits 0 before needing anything ($out)" "$rc" 0
+	check "and prints an empty tally" grep -qx 'e2e: 0 passed, 0 failed' <<<"$out"
+}
+
 t_clean_exit_passes
 t_non_zero_exit_fails
 t_sanitizer_reports_fail
 t_restart_keeps_the_first_log
 t_kill_9_and_expected_start_failure_pass
 t_hang_on_sigterm_fails
+t_e2e_skip_is_a_failure_unless_opted_out
 summary
