@@ -109,6 +109,7 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_wakes_in_flight", "gauge", "Wakes waiting for upstream answers.");
 	metrics_describe("pushgw_callbacks_total", "counter", "Result callbacks by outcome (delivered, failed).");
 	metrics_describe("pushgw_callback_retries_total", "counter", "Result callback attempts that will be retried.");
+	metrics_describe("pushgw_http_slow_connections_closed_total", "counter", "Connections closed because a request was not in within 10 s of its first line, or its first line within 35 s.");
 	metrics_describe("pushgw_callbacks_pending", "gauge", "Async wakes whose result callback is not yet delivered or given up (the callback queue).");
 }
 
@@ -307,7 +308,8 @@ static void drain(gateway *gw)
 	left = callbacks_drain(gw->cbs, (int)(until - pgw_now_ms()));
 	if (left > 0) {
 		snprintf(count, sizeof count, "%zu", left);
-		pgw_log(PGW_LOG_WARN, "grace period over with callbacks undelivered", "count", count, NULL);
+		pgw_log(PGW_LOG_WARN, "grace period over with callbacks undelivered", "count", count,
+			NULL);
 	}
 }
 
@@ -375,7 +377,8 @@ static int run(const char *path)
 	log_startup(cfg, http_api_port(gw.api));
 
 	sig = wait_for_stop(&gw, &set);
-	pgw_log(PGW_LOG_INFO, "stopping: draining in-flight wakes and callbacks", "signal", strsignal(sig), NULL);
+	pgw_log(PGW_LOG_INFO, "stopping: draining in-flight wakes and callbacks", "signal",
+		strsignal(sig), NULL);
 	drain(&gw);
 	status = 0;
 out:
