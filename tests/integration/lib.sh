@@ -188,16 +188,24 @@ jqb() { echo "$BODY" | jq -r "$@"; }
 # gw_alive NAME: the process is still running.
 gw_alive() { local pid="GW_PID_$1"; kill -0 "${!pid}" 2>/dev/null; }
 
+# gw_running PID: PID is a background job of this shell still running (a
+# pid that exited may since belong to another process: never signal it).
+gw_running() { jobs -pr | grep -qx "$1"; }
+
 # gw_term_wait PID: SIGTERM (unless it already exited) and wait at most
 # GW_STOP_WAIT_S; sets GW_EXIT (124 and a SIGKILL when it did not stop).
 gw_term_wait() {
 	local i
+	if ! gw_running "$1"; then
+		wait "$1" 2>/dev/null; GW_EXIT=$? # its saved status
+		return
+	fi
 	kill -TERM "$1" 2>/dev/null
 	for i in $(seq 1 $((GW_STOP_WAIT_S * 10))); do
-		kill -0 "$1" 2>/dev/null || break
+		gw_running "$1" || break
 		sleep 0.1
 	done
-	if kill -0 "$1" 2>/dev/null; then
+	if gw_running "$1"; then
 		kill -9 "$1" 2>/dev/null
 		wait "$1" 2>/dev/null
 		GW_EXIT=124
@@ -216,7 +224,7 @@ stop_gw() { # stop_gw NAME: SIGTERM and wait; sets GW_EXIT
 kill9_gw() {
 	local pid="GW_PID_$1"
 	GW_EXPECT_OF[${!pid}]=killed
-	kill -9 "${!pid}" 2>/dev/null
+	gw_running "${!pid}" && kill -9 "${!pid}" 2>/dev/null
 	wait "${!pid}" 2>/dev/null
 }
 
