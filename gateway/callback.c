@@ -1,7 +1,10 @@
 /* Result callbacks on one libcurl-multi thread: jobs arrive through a
  * mutex-protected list (curl_multi_wakeup() rouses the thread), each is
  * prepared, signed and POSTed, and retried with backoff until a 2xx or its
- * deadline. Only this thread touches curl handles. */
+ * deadline. Only this thread touches curl handles. Request threads reserve
+ * a slot per async wake (bounded per API key) before it starts; the slot
+ * counts as pending until its callback is delivered or given up, which is
+ * what shutdown waits for. */
 #include "pushgw/callback.h"
 
 #include <ctype.h>
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
@@ -22,8 +26,17 @@
 #define BACKOFF_FIRST_MS 500
 #define BACKOFF_MAX_MS 8000
 
+/* Pending callbacks of one owner (API key name). Never freed before
+ * callbacks_free(), so jobs may point at it; guarded by callbacks.lock. */
+struct callback_slot {
+	struct callback_slot *next;
+	unsigned pending;
+	char name[];
+};
+
 typedef struct job {
 	struct job *next;
+	callback_slot *slot;
 	char *url;
 	char *secret;
 	char wake_id[48];
@@ -41,8 +54,11 @@ typedef struct job {
 struct callbacks {
 	pthread_t thread;
 	pthread_mutex_t lock;
+	pthread_cond_t idle_cv; /* broadcast when pending drops to 0 */
 	job *incoming;   /* from other threads */
 	bool stop;
+	size_t pending;  /* under lock: slots reserved and not finished */
+	callback_slot *owners; /* under lock */
 	CURLM *multi;
 	char *ca_file;
 	job *waiting;    /* callback thread only: prepared, waiting for next_at */
@@ -105,6 +121,26 @@ static void job_free(job *j)
 	}
 	free(j->body);
 	free(j);
+}
+
+/* A slot's callback is finished (delivered, given up, dropped, or never
+ * submitted): the owner may have another. */
+static void slot_release(callbacks *cbs, callback_slot *slot)
+{
+	if (!slot)
+		return;
+	pthread_mutex_lock(&cbs->lock);
+	slot->pending--;
+	if (--cbs->pending == 0)
+		pthread_cond_broadcast(&cbs->idle_cv);
+	pthread_mutex_unlock(&cbs->lock);
+}
+
+/* The end of a job, whatever its outcome. */
+static void job_retire(callbacks *cbs, job *j)
+{
+	slot_release(cbs, j->slot);
+	job_free(j);
 }
 
 static size_t discard(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -185,7 +221,7 @@ static void job_finished(callbacks *cbs, job *j, CURLcode rc)
 		atomic_fetch_add(&cbs->delivered, 1);
 		metrics_count("pushgw_callbacks_total", "result=\"delivered\"", 1);
 		log_outcome(j, "callback delivered", PGW_LOG_INFO, code);
-		job_free(j);
+		job_retire(cbs, j);
 		return;
 	}
 	delay = BACKOFF_FIRST_MS << (j->attempts > 5 ? 4 : j->attempts - 1);
@@ -195,7 +231,7 @@ static void job_finished(callbacks *cbs, job *j, CURLcode rc)
 		atomic_fetch_add(&cbs->failed, 1);
 		metrics_count("pushgw_callbacks_total", "result=\"failed\"", 1);
 		log_outcome(j, "callback given up: the wake's ttl ran out", PGW_LOG_WARN, code);
-		job_free(j);
+		job_retire(cbs, j);
 		return;
 	}
 	metrics_count("pushgw_callback_retries_total", "", 1);
@@ -218,7 +254,7 @@ static void take_incoming(callbacks *cbs, bool *stop)
 	for (; list; list = next) {
 		next = list->next;
 		if (!list->prepare(list->arg, &list->body, &list->len)) {
-			job_free(list);
+			job_retire(cbs, list);
 			continue;
 		}
 		list->next_at_ms = 0;
@@ -243,7 +279,7 @@ static int start_due(callbacks *cbs)
 		if (!job_start(cbs, j)) {
 			atomic_fetch_add(&cbs->failed, 1);
 			log_outcome(j, "callback could not be started", PGW_LOG_ERROR, 0);
-			job_free(j);
+			job_retire(cbs, j);
 		}
 	}
 	return (int)soonest;
@@ -281,6 +317,7 @@ pgw_err callbacks_new(const char *ca_file, callbacks **out)
 	if (!cbs)
 		return PGW_ENOMEM;
 	pthread_mutex_init(&cbs->lock, NULL);
+	pthread_cond_init(&cbs->idle_cv, NULL);
 	cbs->multi = curl_multi_init();
 	cbs->ca_file = ca_file ? strdup(ca_file) : NULL;
 	if (!cbs->multi || (ca_file && !cbs->ca_file) ||
@@ -288,6 +325,7 @@ pgw_err callbacks_new(const char *ca_file, callbacks **out)
 		if (cbs->multi)
 			curl_multi_cleanup(cbs->multi);
 		free(cbs->ca_file);
+		pthread_cond_destroy(&cbs->idle_cv);
 		pthread_mutex_destroy(&cbs->lock);
 		free(cbs);
 		return PGW_ENOMEM;
@@ -296,11 +334,13 @@ pgw_err callbacks_new(const char *ca_file, callbacks **out)
 	return PGW_OK;
 }
 
-static void drop_list(job *j, const char *why)
+/* Drops every job of a list; returns how many. */
+static size_t drop_list(callbacks *cbs, job *j, const char *why)
 {
+	size_t n = 0;
 	job *next;
 
-	for (; j; j = next) {
+	for (; j; j = next, n++) {
 		next = j->next;
 		if (j->prepare && !j->body) {
 			/* never prepared: the prepare function owns arg and frees it */
@@ -310,12 +350,16 @@ static void drop_list(job *j, const char *why)
 				free(body);
 		}
 		log_outcome(j, why, PGW_LOG_WARN, 0);
-		job_free(j);
+		job_retire(cbs, j);
 	}
+	return n;
 }
 
 void callbacks_free(callbacks *cbs)
 {
+	static const char dropped[] = "callback dropped at shutdown";
+	callback_slot *s, *next;
+	size_t n;
 	job *j;
 
 	if (!cbs)
@@ -325,29 +369,115 @@ void callbacks_free(callbacks *cbs)
 	pthread_mutex_unlock(&cbs->lock);
 	curl_multi_wakeup(cbs->multi);
 	pthread_join(cbs->thread, NULL);
-	drop_list(cbs->incoming, "callback dropped at shutdown");
-	drop_list(cbs->waiting, "callback dropped at shutdown");
+	n = drop_list(cbs, cbs->incoming, dropped);
+	n += drop_list(cbs, cbs->waiting, dropped);
 	/* attempts in flight: their handles are still in the multi */
 	while ((j = cbs->active) != NULL) {
 		cbs->active = j->next;
 		curl_multi_remove_handle(cbs->multi, j->easy);
-		log_outcome(j, "callback dropped at shutdown", PGW_LOG_WARN, 0);
-		job_free(j);
+		log_outcome(j, dropped, PGW_LOG_WARN, 0);
+		job_retire(cbs, j);
+		n++;
+	}
+	if (n > 0) {
+		char count[24];
+		snprintf(count, sizeof count, "%zu", n);
+		pgw_log(PGW_LOG_WARN, "callbacks abandoned at shutdown", "count", count, NULL);
 	}
 	curl_multi_cleanup(cbs->multi);
+	for (s = cbs->owners; s; s = next) {
+		next = s->next;
+		free(s);
+	}
 	free(cbs->ca_file);
+	pthread_cond_destroy(&cbs->idle_cv);
 	pthread_mutex_destroy(&cbs->lock);
 	free(cbs);
 }
 
-pgw_err callbacks_submit(callbacks *cbs, const char *url, const char *secret,
-			 callback_prepare_fn prepare, void *arg, int64_t deadline_ms,
-			 const char *wake_id)
+/* The owner's record, made on first use; under cbs->lock. */
+static callback_slot *owner_find(callbacks *cbs, const char *owner)
+{
+	callback_slot *s;
+	size_t n = strlen(owner);
+
+	for (s = cbs->owners; s; s = s->next)
+		if (strcmp(s->name, owner) == 0)
+			return s;
+	s = calloc(1, sizeof *s + n + 1);
+	if (!s)
+		return NULL;
+	memcpy(s->name, owner, n + 1);
+	s->next = cbs->owners;
+	cbs->owners = s;
+	return s;
+}
+
+bool callbacks_reserve(callbacks *cbs, const char *owner, unsigned max_pending,
+		       callback_slot **slot)
+{
+	callback_slot *s;
+	bool ok = false;
+
+	pthread_mutex_lock(&cbs->lock);
+	s = owner_find(cbs, owner ? owner : "");
+	if (s && s->pending < max_pending) {
+		s->pending++;
+		cbs->pending++;
+		ok = true;
+	}
+	pthread_mutex_unlock(&cbs->lock);
+	*slot = ok ? s : NULL;
+	return ok;
+}
+
+void callbacks_release(callbacks *cbs, callback_slot *slot)
+{
+	slot_release(cbs, slot);
+}
+
+size_t callbacks_pending(callbacks *cbs)
+{
+	size_t n;
+
+	pthread_mutex_lock(&cbs->lock);
+	n = cbs->pending;
+	pthread_mutex_unlock(&cbs->lock);
+	return n;
+}
+
+size_t callbacks_drain(callbacks *cbs, int timeout_ms)
+{
+	struct timespec until;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&cbs->lock);
+	while (cbs->pending > 0 && timeout_ms > 0 &&
+	       pthread_cond_timedwait(&cbs->idle_cv, &cbs->lock, &until) == 0)
+		;
+	n = cbs->pending;
+	pthread_mutex_unlock(&cbs->lock);
+	return n;
+}
+
+pgw_err callbacks_submit(callbacks *cbs, callback_slot *slot, const char *url,
+			 const char *secret, callback_prepare_fn prepare, void *arg,
+			 int64_t deadline_ms, const char *wake_id)
 {
 	job *j = calloc(1, sizeof *j);
 
-	if (!j)
+	if (!j) {
+		slot_release(cbs, slot);
 		return PGW_ENOMEM;
+	}
+	j->slot = slot;
 	j->url = strdup(url);
 	j->secret = secret ? strdup(secret) : NULL;
 	j->prepare = prepare;
@@ -355,7 +485,7 @@ pgw_err callbacks_submit(callbacks *cbs, const char *url, const char *secret,
 	j->deadline_ms = deadline_ms;
 	snprintf(j->wake_id, sizeof j->wake_id, "%s", wake_id ? wake_id : "");
 	if (!j->url || (secret && !j->secret)) {
-		job_free(j);
+		job_retire(cbs, j);
 		return PGW_ENOMEM;
 	}
 	pthread_mutex_lock(&cbs->lock);

@@ -330,16 +330,17 @@ static bool file_exists(loader *ld, const char *field, const char *path)
 	return true;
 }
 
-/* A secret must exist and be closed to other users. */
+/* A secret must exist and be closed to other users and, unless root hands
+ * it to the service through the file's group, to the group too. */
 static char *read_secret(loader *ld, const char *field, const char *path)
 {
 	char *text = read_named_file(ld, field, path);
+	char why[1024];
 
 	if (!text)
 		return NULL;
-	if (pgw_check_secret_perms(path) == PGW_ECONFIG) {
-		problem(ld, field, "%s is readable by other users: run chmod 600 %s",
-			path, path);
+	if (pgw_check_secret_perms(path, why, sizeof why) == PGW_ECONFIG) {
+		problem(ld, field, "%s", why);
 		free(text);
 		return NULL;
 	}
@@ -500,7 +501,7 @@ static void parse_tls(loader *ld, const json_t *root)
 	if (ld->oom)
 		return;
 	check_cert_pair(ld, "tls.cert_file", cfg->tls_cert_file, "tls.key_file",
-			cfg->tls_key_file, false);
+			cfg->tls_key_file, true);
 	if (ca && (x = load_cert(ld, "tls.client_ca_file", cfg->tls_client_ca_file)))
 		X509_free(x);
 }
@@ -1132,7 +1133,8 @@ static void parse_limits(loader *ld, const json_t *root)
 {
 	static const char *const fields[] = { "max_body_bytes",
 					      "max_devices_per_wake",
-					      "wakes_per_second_per_key", NULL };
+					      "wakes_per_second_per_key",
+					      "max_pending_callbacks_per_key", NULL };
 	pgw_config *cfg = ld->cfg;
 	long long body = (long long)cfg->max_body_bytes;
 	const json_t *o;
@@ -1140,13 +1142,16 @@ static void parse_limits(loader *ld, const json_t *root)
 	if (!get_object(ld, root, NULL, "limits", &o) || !o)
 		return;
 	check_known_fields(ld, o, "limits", fields,
-			   "max_body_bytes, max_devices_per_wake, wakes_per_second_per_key");
+			   "max_body_bytes, max_devices_per_wake, wakes_per_second_per_key, "
+			   "max_pending_callbacks_per_key");
 	if (get_int(ld, o, "limits", "max_body_bytes", 1024, 16 * 1024 * 1024, &body))
 		cfg->max_body_bytes = (size_t)body;
 	get_int_field(ld, o, "limits", "max_devices_per_wake", 1, 10000,
 		      &cfg->max_devices_per_wake);
 	get_int_field(ld, o, "limits", "wakes_per_second_per_key", 0, 1000000,
 		      &cfg->wakes_per_second_per_key);
+	get_int_field(ld, o, "limits", "max_pending_callbacks_per_key", 1, 1000000,
+		      &cfg->max_pending_callbacks_per_key);
 }
 
 static void parse_log(loader *ld, const json_t *root)
@@ -1245,6 +1250,7 @@ static bool set_defaults(loader *ld)
 	cfg->max_body_bytes = 65536;
 	cfg->max_devices_per_wake = 100;
 	cfg->wakes_per_second_per_key = 200;
+	cfg->max_pending_callbacks_per_key = 1000;
 	cfg->shutdown_grace_s = 10;
 	cfg->log_level = PGW_LOG_INFO;
 	return !ld->oom;

@@ -1,7 +1,8 @@
 /* The inbound HTTP API on libmicrohttpd: routes, API-key auth, JSON errors,
  * body limits, and wakes that suspend their connection while the loop thread
  * works. Handlers run on libmicrohttpd's worker threads; wake completions
- * come from the loop thread and only resume the connection. */
+ * come from the loop thread and only resume the connection. A watchdog
+ * thread of its own closes connections whose request is not in on time. */
 #include "pushgw/http_api.h"
 
 #include <arpa/inet.h>
@@ -29,6 +30,18 @@
 #define WORKER_THREADS 2
 #define CONNECTION_LIMIT 4096
 #define IDLE_TIMEOUT_S 30
+/* A request's headers and body must be in within this of its request line,
+ * or the connection is closed: the idle timeout is reset by every byte, so
+ * alone it lets a client that dribbles hold a connection for hours.
+ * (libmicrohttpd cannot queue a 408 before the body is complete.) */
+#define REQUEST_TIME_S 10
+/* Before a request line (new or kept-alive connection) the bound is a little
+ * over the idle timeout, counted from the connection or the previous answer:
+ * a connection that is merely idle is closed by the idle timeout first, so
+ * only one dribbling its request line is closed (and counted) here. */
+#define WAIT_TIME_S (IDLE_TIMEOUT_S + 5)
+/* How often the watchdog looks; a deadline is kept to within this. */
+#define WATCHDOG_PERIOD_MS 250
 /* libmicrohttpd's per-connection pool: headers and the read buffer only
  * (bodies are copied out), and it is paid by every open connection. */
 #define HEADER_MEMORY (16 * 1024)
@@ -71,8 +84,24 @@ typedef struct generation {
 	http_api *api;
 } generation;
 
+/* One open connection, for the watchdog. Lives from libmicrohttpd's
+ * STARTED to its CLOSED notice, which comes before the socket is closed, so
+ * the watchdog never shuts down a descriptor that was reused. */
+typedef struct conn_watch {
+	struct conn_watch *prev, *next;
+	int fd;
+	int64_t deadline_ms; /* pgw_now_ms() clock; 0 = none (request in, answer pending) */
+	bool closed;         /* the watchdog shut it down */
+} conn_watch; /* fields under http_api.watch_lock */
+
 struct http_api {
 	struct MHD_Daemon *daemon;
+	pthread_mutex_t watch_lock;
+	pthread_cond_t watch_cv;
+	conn_watch *watched;
+	bool watch_stop;
+	bool watch_running;
+	pthread_t watchdog;
 	const pgw_config *cfg; /* the first config: listen address, TLS, limits of the daemon */
 	pthread_mutex_t gen_lock;
 	generation *current;
@@ -155,6 +184,148 @@ static void gen_hold(void *holder, bool hold)
 static wake_ring ring_for(http_api *api, generation *g)
 {
 	return (wake_ring){api->ringer, g, gen_hold};
+}
+
+/* ---- request-time watchdog ---- */
+
+static conn_watch *watch_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* Give the connection seconds from now to reach its next step; 0: no bound
+ * (the request is in; the answer may wait on APNs/FCM for timeout_ms).
+ * False when the watchdog already shut the connection: the request must
+ * not be served (its client saw the connection close). */
+static bool watch_arm(http_api *api, struct MHD_Connection *c, int seconds)
+{
+	conn_watch *w = watch_of(c);
+	bool open = true;
+
+	if (!w)
+		return true;
+	pthread_mutex_lock(&api->watch_lock);
+	open = !w->closed;
+	w->deadline_ms = seconds ? pgw_now_ms() + seconds * 1000 : 0;
+	pthread_mutex_unlock(&api->watch_lock);
+	return open;
+}
+
+/* libmicrohttpd: a connection opened (the wait for its first request line
+ * starts) or is about to be closed. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	http_api *api = cls;
+	conn_watch *w;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		w = ci ? calloc(1, sizeof *w) : NULL;
+		if (!w)
+			return; /* unwatched: the idle timeout still applies */
+		w->fd = ci->connect_fd;
+		w->deadline_ms = pgw_now_ms() + WAIT_TIME_S * 1000;
+		pthread_mutex_lock(&api->watch_lock);
+		w->next = api->watched;
+		if (w->next)
+			w->next->prev = w;
+		api->watched = w;
+		pthread_mutex_unlock(&api->watch_lock);
+		*socket_context = w;
+		return;
+	}
+	w = *socket_context;
+	if (!w)
+		return;
+	pthread_mutex_lock(&api->watch_lock);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		api->watched = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&api->watch_lock);
+	free(w);
+	*socket_context = NULL;
+}
+
+/* libmicrohttpd: a request line is in; headers and body get REQUEST_TIME_S. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	watch_arm(cls, c, REQUEST_TIME_S);
+	return NULL; /* on_request() makes the request record */
+}
+
+/* Closes connections past their deadline. A shutdown() makes
+ * libmicrohttpd read the end of the stream and close the connection on its
+ * own thread; the descriptor stays valid while it is on the list, as CLOSED
+ * unlinks it under the same lock before the close. */
+static void *watchdog_main(void *arg)
+{
+	http_api *api = arg;
+	struct timespec until;
+	char count[16];
+	unsigned closed;
+	conn_watch *w;
+	int64_t now, deadline;
+
+	pthread_mutex_lock(&api->watch_lock);
+	while (!api->watch_stop) {
+		now = pgw_now_ms();
+		closed = 0;
+		for (w = api->watched; w; w = w->next) {
+			deadline = w->deadline_ms;
+			if (!deadline || w->closed || now < deadline)
+				continue;
+			shutdown(w->fd, SHUT_RDWR);
+			w->closed = true;
+			closed++;
+		}
+		if (closed) {
+			/* not under the lock: handlers take it for every request */
+			pthread_mutex_unlock(&api->watch_lock);
+			metrics_count("pushgw_http_slow_connections_closed_total", "", closed);
+			snprintf(count, sizeof count, "%u", closed);
+			pgw_log(PGW_LOG_INFO, "closed connections whose request was not in on time",
+				"count", count, NULL);
+			pthread_mutex_lock(&api->watch_lock);
+			if (api->watch_stop)
+				break;
+		}
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += WATCHDOG_PERIOD_MS * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&api->watch_cv, &api->watch_lock, &until);
+	}
+	pthread_mutex_unlock(&api->watch_lock);
+	return NULL;
+}
+
+static bool watchdog_start(http_api *api)
+{
+	api->watch_running = pthread_create(&api->watchdog, NULL, watchdog_main, api) == 0;
+	return api->watch_running;
+}
+
+/* After MHD_stop_daemon(): every connection is closed and unlinked. */
+static void watchdog_stop(http_api *api)
+{
+	if (!api->watch_running)
+		return;
+	pthread_mutex_lock(&api->watch_lock);
+	api->watch_stop = true;
+	pthread_cond_signal(&api->watch_cv);
+	pthread_mutex_unlock(&api->watch_lock);
+	pthread_join(api->watchdog, NULL);
+	api->watch_running = false;
 }
 
 static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int status,
@@ -311,6 +482,9 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, request *r)
 	if (r->api->reg && registry_count(r->api->reg, &devices) == PGW_OK)
 		metrics_gauge("pushgw_registry_devices", "", (double)devices);
 	metrics_gauge("pushgw_wakes_in_flight", "", atomic_load(&r->api->in_flight));
+	if (r->api->cbs)
+		metrics_gauge("pushgw_callbacks_pending", "",
+			      (double)callbacks_pending(r->api->cbs));
 	text = metrics_render(&len);
 
 	if (!text)
@@ -356,6 +530,7 @@ typedef struct async_wake {
 	int64_t started_us;
 	int64_t deadline_ms;
 	const char *secret;
+	callback_slot *slot; /* reserved at 202, used up by the submit */
 } async_wake;
 
 static void count_results(route rt, const pgw_wake *w);
@@ -387,8 +562,8 @@ static void on_async_wake_done(void *arg)
 {
 	async_wake *aw = arg;
 
-	if (callbacks_submit(aw->api->cbs, wake_callback_url(aw->wake), aw->secret, async_prepare, aw,
-			     aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
+	if (callbacks_submit(aw->api->cbs, aw->slot, wake_callback_url(aw->wake), aw->secret,
+			     async_prepare, aw, aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
 		char *body = NULL;
 		size_t len = 0;
 		if (async_prepare(aw, &body, &len))
@@ -402,11 +577,29 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	async_wake *aw;
 	json_t *doc;
 
+	callback_slot *slot;
+	char msg[200];
+
 	if (!api->cbs)
 		return send_error(c, r, 400, "invalid_request", "callback_url: callbacks are not available");
+	/* A full share means this key's receiver is down or far behind: a 202
+	 * would promise a result that could not be kept, so say so now and
+	 * let the PBX wake without callback_url (the answer then carries the
+	 * result) or try another instance. */
+	if (!callbacks_reserve(api->cbs, key->name,
+			       (unsigned)r->gen->cfg->max_pending_callbacks_per_key, &slot)) {
+		snprintf(msg, sizeof msg,
+			 "key \"%s\" has %d callbacks not yet delivered (limits.max_pending_callbacks_per_key); "
+			 "wake without callback_url or retry later",
+			 key->name, r->gen->cfg->max_pending_callbacks_per_key);
+		return send_error(c, r, 503, "callback_queue_full", msg);
+	}
 	aw = calloc(1, sizeof *aw);
-	if (!aw)
+	if (!aw) {
+		callbacks_release(api->cbs, slot);
 		return send_error(c, r, 500, "internal_error", "out of memory");
+	}
+	aw->slot = slot;
 	aw->api = api;
 	aw->gen = r->gen;
 	atomic_fetch_add(&aw->gen->refs, 1);
@@ -424,6 +617,7 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 		char *body = NULL;
 		size_t len = 0;
 		json_decref(doc);
+		callbacks_release(api->cbs, slot);
 		if (async_prepare(aw, &body, &len))
 			free(body);
 		return send_error(c, r, 500, "internal_error", "could not start the wake");
@@ -857,6 +1051,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->started_us = pgw_now_us();
 		r->route = route_of(url, r);
 		*ctx = r;
+		if (!takes_body(r->route, method) && !watch_arm(api, c, 0))
+			return MHD_NO; /* timed out as it came in */
 		return on_first_call(c, r, method);
 	}
 	if (r->wake) {
@@ -870,6 +1066,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (!watch_arm(api, c, 0)) /* the body is in, unless too late */
+		return MHD_NO;
 	if (r->route == ROUTE_DEVICE)
 		return serve_device_put(c, r);
 	return start_wake(c, r);
@@ -880,6 +1078,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 {
 	request *r = *ctx;
 
+	/* kept alive: the next request line must come within the wait */
+	watch_arm(cls, c, WAIT_TIME_S);
 	if (!r)
 		return;
 	wake_free(r->wake);
@@ -981,6 +1181,8 @@ static http_api *api_new(const http_api_deps *deps)
 		return NULL;
 	}
 	pthread_mutex_init(&api->gen_lock, NULL);
+	pthread_mutex_init(&api->watch_lock, NULL);
+	pthread_cond_init(&api->watch_cv, NULL);
 	api->current->cfg = deps->cfg;
 	api->current->up = deps->up;
 	api->current->api = api;
@@ -1026,26 +1228,32 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		return PGW_ENOMEM;
 	}
 	api->mtls = files.ca != NULL;
-	api->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, api,
-		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WORKER_THREADS,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONNECTION_LIMIT,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
-		MHD_OPTION_ARRAY, tls,
-		MHD_OPTION_END);
+	if (watchdog_start(api))
+		api->daemon = MHD_start_daemon(
+			flags, 0, NULL, NULL, on_request, api,
+			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
+			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+			MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WORKER_THREADS,
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+			MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONNECTION_LIMIT,
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
+			MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+			MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
+			MHD_OPTION_URI_LOG_CALLBACK, on_request_line, api,
+			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+			MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
+			MHD_OPTION_ARRAY, tls,
+			MHD_OPTION_END);
 	tls_files_clear(&files);
 	if (!api->daemon) {
 		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d%s", cfg->path, cfg->listen_host,
 			 cfg->listen_port, cfg->tls_enabled ? " (or the tls files are not a usable PEM cert and key)" : "");
+		watchdog_stop(api);
 		ratelimit_free(api->limits);
 		ringer_free(api->ringer);
+		pthread_cond_destroy(&api->watch_cv);
+		pthread_mutex_destroy(&api->watch_lock);
 		pthread_mutex_destroy(&api->gen_lock);
 		free(api->current);
 		free(api);
@@ -1107,6 +1315,7 @@ void http_api_free(http_api *api)
 	if (!api)
 		return;
 	MHD_stop_daemon(api->daemon);
+	watchdog_stop(api);
 	ratelimit_free(api->limits);
 	ringer_free(api->ringer); /* releases the generations ringing calls held */
 	/* every request is gone: hand back whatever generations remain */
@@ -1115,6 +1324,8 @@ void http_api_free(http_api *api)
 		api->retire(api->retire_arg, g->cfg, g->up);
 		free(g);
 	}
+	pthread_cond_destroy(&api->watch_cv);
+	pthread_mutex_destroy(&api->watch_lock);
 	pthread_mutex_destroy(&api->gen_lock);
 	free(api);
 }

@@ -111,6 +111,8 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_callback_retries_total", "counter", "Result callback attempts that will be retried.");
 	metrics_describe("pushgw_ringing", "gauge", "Alert-only devices whose call alert is being repeated (ring_repeat_s).");
 	metrics_describe("pushgw_ring_repeats_total", "counter", "Repeated call alerts sent to alert-only devices.");
+	metrics_describe("pushgw_http_slow_connections_closed_total", "counter", "Connections closed because a request was not in within 10 s of its first line, or its first line within 35 s.");
+	metrics_describe("pushgw_callbacks_pending", "gauge", "Async wakes whose result callback is not yet delivered or given up (the callback queue).");
 }
 
 static void log_startup(const pgw_config *cfg, int port)
@@ -294,6 +296,25 @@ static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
 	evloop_free(gw->loop);
 }
 
+/* SIGTERM: one shutdown_grace_s for both the wakes still in flight and the
+ * result callbacks still owed (a 202 promised the PBX its result). What is
+ * left after it is dropped by teardown, which logs how many. */
+static void drain(gateway *gw)
+{
+	int64_t until = pgw_now_ms() + (int64_t)gw->cfg->shutdown_grace_s * 1000;
+	char count[24];
+	size_t left;
+
+	if (!http_api_drain(gw->api, gw->cfg->shutdown_grace_s * 1000))
+		pgw_log(PGW_LOG_WARN, "grace period over with wakes still in flight", NULL);
+	left = callbacks_drain(gw->cbs, (int)(until - pgw_now_ms()));
+	if (left > 0) {
+		snprintf(count, sizeof count, "%zu", left);
+		pgw_log(PGW_LOG_WARN, "grace period over with callbacks undelivered", "count", count,
+			NULL);
+	}
+}
+
 static int run(const char *path)
 {
 	gateway gw = {.path = path};
@@ -358,9 +379,9 @@ static int run(const char *path)
 	log_startup(cfg, http_api_port(gw.api));
 
 	sig = wait_for_stop(&gw, &set);
-	pgw_log(PGW_LOG_INFO, "stopping: draining in-flight wakes", "signal", strsignal(sig), NULL);
-	if (!http_api_drain(gw.api, gw.cfg->shutdown_grace_s * 1000))
-		pgw_log(PGW_LOG_WARN, "grace period over with wakes still in flight", NULL);
+	pgw_log(PGW_LOG_INFO, "stopping: draining in-flight wakes and callbacks", "signal",
+		strsignal(sig), NULL);
+	drain(&gw);
 	status = 0;
 out:
 	teardown(&gw, cfg, up);

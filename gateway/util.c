@@ -189,15 +189,55 @@ fail:
 	return PGW_EIO;
 }
 
-pgw_err pgw_check_secret_perms(const char *path)
+/* Group read is how packagers hand a key to an unprivileged service
+ * without giving it the file: root:pushgw 0640 (systemd), or a Kubernetes
+ * secret volume (root:fsGroup 0440). Only root can then change the file or
+ * its group, so that one case is allowed; a key the service owns itself
+ * has no reason to be open to a group. */
+static bool group_read_allowed(unsigned owner_uid, unsigned euid)
 {
+	return owner_uid == 0 && euid != 0;
+}
+
+bool pgw_secret_mode_allowed(unsigned mode, unsigned owner_uid, unsigned euid)
+{
+	unsigned open_bits = mode & 077;
+
+	if (group_read_allowed(owner_uid, euid))
+		open_bits &= ~(unsigned)S_IRGRP;
+	return open_bits == 0;
+}
+
+/* "readable", "writable", "readable and writable" or "accessible" for the
+ * r/w/x bits of one class (shifted down to 07). */
+static const char *access_words(unsigned bits)
+{
+	if ((bits & 06) == 06)
+		return "readable and writable";
+	if (bits & 04)
+		return "readable";
+	if (bits & 02)
+		return "writable";
+	return "accessible";
+}
+
+pgw_err pgw_check_secret_perms(const char *path, char *why, size_t n)
+{
+	unsigned mode, euid = (unsigned)geteuid();
 	struct stat st;
 
+	if (n)
+		why[0] = '\0';
 	if (stat(path, &st) != 0)
 		return PGW_EIO;
-	if (st.st_mode & (S_IROTH | S_IWOTH))
-		return PGW_ECONFIG;
-	return PGW_OK;
+	mode = (unsigned)st.st_mode & 07777;
+	if (pgw_secret_mode_allowed(mode, (unsigned)st.st_uid, euid))
+		return PGW_OK;
+	snprintf(why, n, "%s is %s by %s (mode %04o): run chmod %s %s", path,
+		 access_words(mode & 007 ? mode & 007 : (mode >> 3) & 007),
+		 mode & 007 ? "other users" : "its group", mode,
+		 group_read_allowed((unsigned)st.st_uid, euid) ? "640" : "600", path);
+	return PGW_ECONFIG;
 }
 
 char *pgw_path_join(const char *dir, const char *path)

@@ -104,6 +104,9 @@ typedef struct pgw_config {
 	size_t max_body_bytes;       /* default 65536 */
 	int max_devices_per_wake;    /* default 100 */
 	int wakes_per_second_per_key; /* default 200, 0 = unlimited */
+	/* async wakes of one key whose callback is not delivered or given up
+	 * yet; beyond it callback_url wakes get 503 (default 1000) */
+	int max_pending_callbacks_per_key;
 
 	int shutdown_grace_s; /* default 10 */
 	int log_level;        /* pgw_log_level, default info */

@@ -38,10 +38,17 @@ bool pgw_is_hex(const char *s);
  * free(); *len (if non-NULL) is the size without the NUL. */
 pgw_err pgw_read_file(const char *path, char **out, size_t *len);
 
-/* PGW_OK when the file's mode gives others (o) no access; PGW_ECONFIG when
- * others may read/write it (a secret must not be world-readable); PGW_EIO when
- * stat fails. */
-pgw_err pgw_check_secret_perms(const char *path);
+/* Whether a private key with this mode and owner may be used by a process
+ * running as euid: nothing for group or others (mode & 077), except group
+ * read on a root-owned file read by a non-root service (root:pushgw 0640,
+ * Kubernetes secret volumes 0440 with fsGroup). */
+bool pgw_secret_mode_allowed(unsigned mode, unsigned owner_uid, unsigned euid);
+
+/* PGW_OK when the file passes pgw_secret_mode_allowed() for this process;
+ * PGW_ECONFIG when it is too open, with why set to one sentence naming the
+ * file, who may read or write it, its mode and the chmod to run; PGW_EIO when
+ * stat fails. why is truncated to n bytes. */
+pgw_err pgw_check_secret_perms(const char *path, char *why, size_t n);
 
 /* Join dir and path unless path is absolute. Caller frees. NULL on ENOMEM. */
 char *pgw_path_join(const char *dir, const char *path);

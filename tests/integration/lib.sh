@@ -2,6 +2,10 @@
 # Shared helpers for the integration tests: start the APNs simulator and the
 # real pushgw binary on free loopback ports, drive the API with curl, and
 # record named checks. Each test file sources this and calls its t_* tests.
+# Every gateway started here is remembered: summary() stops the ones still
+# running and fails the suite when one did not exit 0 on SIGTERM or its log
+# holds a sanitizer report (ASan/UBSan/LSan print theirs at exit, so a leak
+# is only ever seen there).
 set -u
 
 BUILD=${BUILD:-build}
@@ -12,6 +16,9 @@ PASSED=0
 FAILED=0
 CURRENT=""
 PIDS=()
+GW_STARTED=()          # every gateway pid, in start order
+declare -A GW_NAME_OF=() GW_LOG_OF=() GW_EXPECT_OF=() # by pid; EXPECT: killed | start_failure
+GW_STOP_WAIT_S=${GW_STOP_WAIT_S:-90} # SIGTERM to exit, generous: sanitizers and valgrind are slow
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-it.XXXXXX")
 cleanup() {
@@ -48,6 +55,7 @@ expect_eq() {
 	if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', expected '$3'"; fi
 }
 summary() {
+	gw_verify_all
 	echo "$(basename "$0" .sh): $PASSED passed, $FAILED failed"
 	[ "$FAILED" = 0 ]
 }
@@ -121,13 +129,30 @@ write_config() {
 	} | '"$filter" >"$file"
 }
 
+# gw_track NAME PID LOG: remember a gateway a test started by hand, so
+# summary() checks its exit status and log like those of start_gw.
+gw_track() {
+	GW_STARTED+=("$2")
+	GW_NAME_OF[$2]=$1
+	GW_LOG_OF[$2]=$3
+	printf -v "GW_PID_$1" '%s' "$2"
+}
+
 # start_gw NAME CONFIG: starts pushgw, sets GW_PORT_<NAME> and GW_PID_<NAME>.
+# A test that wants it not to start says so first with GW_EXPECT_START_FAILURE=1.
 start_gw() {
 	local name="$1" cfg="$2" log="$WORK/gw-$1.log"
+	local old="GW_PID_$name"
+	# a restart under the same name keeps the previous instance's log
+	if [ -n "${!old:-}" ] && [ -f "$log" ]; then
+		mv "$log" "$log.${!old}"
+		GW_LOG_OF[${!old}]="$log.${!old}"
+	fi
 	$WRAP $PUSHGW -c "$cfg" 2>"$log" &
 	local pid=$!
 	PIDS+=($pid)
-	printf -v "GW_PID_$name" '%s' "$pid"
+	gw_track "$name" "$pid" "$log"
+	[ "${GW_EXPECT_START_FAILURE:-0}" = 1 ] && GW_EXPECT_OF[$pid]=start_failure
 	local i port=""
 	for i in $(seq 1 200); do
 		port=$(grep -m1 '"pushgw listening"' "$log" 2>/dev/null | jq -r .addr | sed 's/.*://')
@@ -163,8 +188,72 @@ jqb() { echo "$BODY" | jq -r "$@"; }
 # gw_alive NAME: the process is still running.
 gw_alive() { local pid="GW_PID_$1"; kill -0 "${!pid}" 2>/dev/null; }
 
+# gw_running PID: PID is a background job of this shell still running (a
+# pid that exited may since belong to another process: never signal it).
+gw_running() { jobs -pr | grep -qx "$1"; }
+
+# gw_term_wait PID: SIGTERM (unless it already exited) and wait at most
+# GW_STOP_WAIT_S; sets GW_EXIT (124 and a SIGKILL when it did not stop).
+gw_term_wait() {
+	local i
+	if ! gw_running "$1"; then
+		wait "$1" 2>/dev/null; GW_EXIT=$? # its saved status
+		return
+	fi
+	kill -TERM "$1" 2>/dev/null
+	for i in $(seq 1 $((GW_STOP_WAIT_S * 10))); do
+		gw_running "$1" || break
+		sleep 0.1
+	done
+	if gw_running "$1"; then
+		kill -9 "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		GW_EXIT=124
+		return
+	fi
+	wait "$1"; GW_EXIT=$?
+}
+
 stop_gw() { # stop_gw NAME: SIGTERM and wait; sets GW_EXIT
 	local pid="GW_PID_$1"
-	kill -TERM "${!pid}" 2>/dev/null
-	wait "${!pid}"; GW_EXIT=$?
+	gw_term_wait "${!pid}"
+}
+
+# kill9_gw NAME: a crash on purpose; summary() does not hold its exit
+# status against it.
+kill9_gw() {
+	local pid="GW_PID_$1"
+	GW_EXPECT_OF[${!pid}]=killed
+	gw_running "${!pid}" && kill -9 "${!pid}" 2>/dev/null
+	wait "${!pid}" 2>/dev/null
+}
+
+# The lines a sanitizer report starts with, in a gateway log.
+SANITIZER_REPORT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer'
+
+# gw_verify_all: stop the gateways still running, then one failure per
+# gateway that exited non-zero (unless killed on purpose or expected not to
+# start) or whose log holds a sanitizer report.
+gw_verify_all() {
+	local pid name log rc expect saved=$CURRENT
+	CURRENT="every gateway exits 0 on SIGTERM with no sanitizer report"
+	for pid in "${GW_STARTED[@]}"; do
+		name=${GW_NAME_OF[$pid]}; log=${GW_LOG_OF[$pid]}; expect=${GW_EXPECT_OF[$pid]:-}
+		gw_term_wait "$pid"; rc=$GW_EXIT
+		if grep -Eq "$SANITIZER_REPORT" "$log" 2>/dev/null; then
+			bad "gateway $name (pid $pid): sanitizer report in $(basename "$log"):"
+			grep -E -A14 "$SANITIZER_REPORT" "$log" | head -n 40 | sed 's/^/    /' >&2
+		elif [ "$rc" = 124 ]; then
+			bad "gateway $name (pid $pid) did not exit within ${GW_STOP_WAIT_S} s of SIGTERM"
+		elif [ "$rc" = 127 ]; then
+			bad "gateway $name (pid $pid): exit status lost (wait it with stop_gw or gw_term_wait)"
+		elif [ "$rc" != 0 ] && [ -z "$expect" ]; then
+			bad "gateway $name (pid $pid) exited $rc on SIGTERM; log tail:"
+			tail -n 8 "$log" 2>/dev/null | sed 's/^/    /' >&2
+		elif [ "$expect" = start_failure ] && [ "$rc" = 0 ]; then
+			bad "gateway $name (pid $pid) was expected not to start but ran and exited 0"
+		fi
+	done
+	GW_STARTED=()
+	CURRENT=$saved
 }

@@ -68,7 +68,7 @@ t_sigterm_drains_in_flight_wakes() {
 	wait_jobs
 	local sent; sent=$(cat "$WORK"/d*.json | jq -r '.results[0].status' | grep -c '^sent$')
 	expect_eq "all five in-flight wakes finished sent" "$sent" 5
-	wait "$GW_PID_H"; expect_eq "exit status" "$?" 0
+	gw_term_wait "$GW_PID_H"; expect_eq "exit status" "$GW_EXIT" 0
 	sim_ctl A POST '/delay?ms=0' >/dev/null
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Inbound protection: per-key rate limits with Retry-After, and a slow client
-# that cannot stop others being served.
+# Inbound protection: per-key rate limits with Retry-After, and slow clients
+# that neither stop others being served nor hold their connections past the
+# request-time bound.
 source tests/integration/lib.sh
 
 start_sim A
@@ -28,23 +29,45 @@ t_rate_limit_per_key() {
 	expect_eq "the first key recovers after Retry-After" "$STATUS" 200
 }
 
-t_slow_client_does_not_block_others() {
-	begin "a client sending one byte a second does not stop others being served"
-	( exec 3<>/dev/tcp/127.0.0.1/"$GW_PORT_L"
-	  printf 'POST /v1/wake HTTP/1.1\r\nHost: x\r\n' >&3
-	  for _ in 1 2 3 4 5 6; do printf 'X' >&3; sleep 1; done ) &
+metric() { curl -s "http://127.0.0.1:$GW_PORT_L/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
+
+t_slow_clients_are_cut_off_while_others_are_served() {
+	begin "200 clients dribbling a wake body a byte a second: others' wakes get 200 sent; the dribblers are closed at the bound"
+	local out="$WORK/slow.jsonl" n=200 i
+	# 400-byte bodies at a byte a second would hold each connection ~7 minutes
+	python3 tests/integration/slow_clients.py "$GW_PORT_L" "$KEY_WAKE" "$n" 400 60 >"$out" 2>"$WORK/slow.err" &
 	local slow=$!
-	sleep 0.5
-	local i ok=0
-	for i in 1 2 3 4 5; do
-		curl -s -m 2 -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$GW_PORT_L/healthz" | grep -q 200 && ok=$((ok + 1))
+	for i in $(seq 1 400); do grep -q '"connected"' "$out" 2>/dev/null && break; sleep 0.05; done
+	expect_eq "all $n slow connections accepted (under the per-IP limit)" "$(jq -r 'select(.connected) | .connected' "$out")" "$n"
+	local codes="" statuses=""
+	for i in $(seq 1 8); do
+		sleep 0.25 # under this suite's 5 wakes a second per key
+		curl -sS -m 5 -o "$WORK/w$i.json" -w '%{http_code} ' -H "Authorization: Bearer $KEY_WAKE" \
+			-H 'Content-Type: application/json' --data-binary "$(wake_body "$(tok $((960 + i)))" "slow-$i")" \
+			"http://127.0.0.1:$GW_PORT_L/v1/wake" >>"$WORK/codes" 2>&1
+		statuses="$statuses$(jq -r '.results[0].status' "$WORK/w$i.json" 2>/dev/null) "
 	done
-	expect_eq "health checks answered (each within curl's 2 s bound) while the slow client dribbles" "$ok" 5
-	kill "$slow" 2>/dev/null; wait "$slow" 2>/dev/null
-	check "gateway still running" gw_alive L
+	codes=$(cat "$WORK/codes")
+	local closed_meanwhile; closed_meanwhile=$(grep -c '"gone":' "$out")
+	expect_eq "wakes meanwhile: HTTP status (each within curl's 5 s)" "$codes" "200 200 200 200 200 200 200 200 "
+	expect_eq "wakes meanwhile: pushes sent" "$statuses" "sent sent sent sent sent sent sent sent "
+	expect_eq "the dribblers were all still connected while those were served" "$closed_meanwhile" 0
+	wait "$slow"
+	local sum; sum=$(tail -n1 "$out")
+	expect_eq "the gateway closed every dribbling connection ($sum)" "$(jq -r '"\(.closed)/\(.still_open)"' <<<"$sum")" "$n/0"
+	check "none got an answer to its half-sent request" test "$(jq -r 'select(.gone != null) | .answer' "$out" | grep -c .)" = 0
+	local first last
+	first=$(jq -s '[.[] | select(.gone != null) | .after_s] | min' "$out")
+	last=$(jq -s '[.[] | select(.gone != null) | .after_s] | max' "$out")
+	check "not before the 10 s bound (first at $first s)" jq -ne "$first >= 9" >/dev/null
+	check "long before the body could be complete (last at $last s)" jq -ne "$last < 60" >/dev/null
+	expect_eq "counted on /metrics" "$(metric pushgw_http_slow_connections_closed_total)" "$n"
+	check "said once in the log, with a count" grep -q '"msg":"closed connections whose request was not in on time"' "$WORK/gw-L.log"
+	api L POST /v1/wake "$(wake_body "$(tok 970)" slow-after)"
+	expect_eq "and it serves wakes afterwards" "$STATUS,$(jqb '.results[0].status')" 200,sent
 }
 
 t_rate_limit_per_key
-t_slow_client_does_not_block_others
+t_slow_clients_are_cut_off_while_others_are_served
 stop_gw L
 summary

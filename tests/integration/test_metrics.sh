@@ -151,6 +151,8 @@ t_spec_families_exist() {
 	family pushgw_token_refreshes_total counter provider
 	family pushgw_registry_devices gauge ""
 	family pushgw_build_info gauge version
+	family pushgw_callbacks_pending gauge ""
+	expect_eq "no callbacks pending without async wakes" "$(msum pushgw_callbacks_pending)" 0
 	expect_eq "pushgw_build_info is 1" "$(msum pushgw_build_info)" 1
 }
 

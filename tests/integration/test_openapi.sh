@@ -485,7 +485,7 @@ t_rate_limit_and_draining_answers() {
 	expect_eq "wake while draining" "$STATUS" 503
 	expect_eq "its code" "$(jqb .error.code)" shutting_down
 	wait "$slow"
-	wait "$GW_PID_D"; expect_eq "drained gateway exits 0" "$?" 0
+	gw_term_wait "$GW_PID_D"; expect_eq "drained gateway exits 0" "$GW_EXIT" 0
 	sim_ctl A POST '/delay?ms=0' >/dev/null
 }
 

@@ -162,8 +162,7 @@ t_registrations_survive_kill_9() {
 			"$GW_PORT_R" $((i % 10)) "$i" "$KEY_REG" $((100000 + i)) >>"$cfg"
 	done
 	local codes; codes=$(curl -sS --no-progress-meter --parallel --parallel-max 16 --config "$cfg")
-	kill -9 "$GW_PID_R"
-	wait "$GW_PID_R" 2>/dev/null
+	kill9_gw R
 	expect_eq "1000 acknowledged with 201" "$(grep -c '^201$' <<<"$codes")" 1000
 	start_gw R "$WORK/reg.json" || { bad "restart failed"; return; }
 	local total=0 e

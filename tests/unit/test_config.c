@@ -44,7 +44,7 @@ static const char *base_config =
 	"               \"request_timeout_ms\": 2000 },"
 	" \"registry\": { \"path\": \"data/reg.db\" },"
 	" \"limits\": { \"max_body_bytes\": 131072, \"max_devices_per_wake\": 50,"
-	"             \"wakes_per_second_per_key\": 0 },"
+	"             \"wakes_per_second_per_key\": 0, \"max_pending_callbacks_per_key\": 50 },"
 	" \"shutdown_grace_s\": 5,"
 	" \"log\": { \"level\": \"warn\", \"format\": \"text\" }"
 	"}";
@@ -122,7 +122,9 @@ static void make_fixtures(void)
 		" -subj /CN=apns-test -keyout conf/apns.key -out conf/apns.pem") ||
 	    run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2"
 		" -subj /CN=localhost -keyout conf/server.key -out conf/server.pem") ||
-	    run("cp conf/server.pem conf/ca.pem && cp conf/AuthKey.p8 conf/AuthKey-open.p8")) {
+	    run("cp conf/server.pem conf/ca.pem && cp conf/AuthKey.p8 conf/AuthKey-open.p8"
+		" && cp conf/AuthKey.p8 conf/AuthKey-group.p8 && cp conf/server.key conf/server-open.key"
+		" && cp conf/apns.key conf/apns-groupw.key")) {
 		fprintf(stderr, "openssl could not make the test keys\n");
 		exit(2);
 	}
@@ -131,9 +133,14 @@ static void make_fixtures(void)
 	chmod("conf/rsa.pem", 0600);
 	chmod("conf/apns.key", 0600);
 	chmod("conf/AuthKey-open.p8", 0644);
+	chmod("conf/AuthKey-group.p8", 0640);
+	chmod("conf/server.key", 0600);
+	chmod("conf/server-open.key", 0644);
+	chmod("conf/apns-groupw.key", 0620);
 	write_file("conf/garbage.p8", "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n", 0600);
 	write_service_account("conf/sa.json", "conf/rsa.pem", NULL, 0600);
 	write_service_account("conf/sa-open.json", "conf/rsa.pem", NULL, 0644);
+	write_service_account("conf/sa-group.json", "conf/rsa.pem", NULL, 0640);
 	write_service_account("conf/sa-noproj.json", "conf/rsa.pem", "project_id", 0600);
 	write_service_account("conf/sa-ec.json", "conf/AuthKey.p8", NULL, 0600);
 	write_service_account("conf/sa-notoken.json", "conf/rsa.pem", "token_uri", 0600);
@@ -302,6 +309,7 @@ static void test_full_config(void)
 	CHECK(cfg->max_body_bytes == 131072);
 	CHECK(cfg->max_devices_per_wake == 50);
 	CHECK(cfg->wakes_per_second_per_key == 0);
+	CHECK(cfg->max_pending_callbacks_per_key == 50);
 	CHECK(cfg->shutdown_grace_s == 5);
 	CHECK(cfg->log_level == PGW_LOG_WARN);
 	CHECK(cfg->log_text);
@@ -338,6 +346,7 @@ static void test_defaults(void)
 	CHECK(cfg->max_body_bytes == 65536);
 	CHECK(cfg->max_devices_per_wake == 100);
 	CHECK(cfg->wakes_per_second_per_key == 200);
+	CHECK(cfg->max_pending_callbacks_per_key == 1000);
 	CHECK(cfg->shutdown_grace_s == 10);
 	CHECK(cfg->log_level == PGW_LOG_INFO);
 	CHECK(!cfg->log_text);
@@ -456,6 +465,16 @@ static const ecase ecases[] = {
 	{ "world-readable .p8 refused",
 	  "{\"apps\": {\"phone\": {\"apns\": {\"key_file\": \"AuthKey-open.p8\"}}}}", NULL, NULL,
 	  NULL, "apps.phone.apns.key_file: ", "readable by other users" },
+	/* the tests run as the files' owner (root or not): no group access */
+	{ "group-readable .p8 refused, with the chmod to run",
+	  "{\"apps\": {\"phone\": {\"apns\": {\"key_file\": \"AuthKey-group.p8\"}}}}", NULL, NULL,
+	  NULL, "apps.phone.apns.key_file: ", "AuthKey-group.p8 is readable by its group (mode 0640): run chmod 600 " },
+	{ "world-readable TLS key refused",
+	  "{\"tls\": {\"key_file\": \"server-open.key\"}}", NULL, NULL,
+	  NULL, "tls.key_file: ", "server-open.key is readable by other users (mode 0644): run chmod 600 " },
+	{ "group-writable APNs certificate key refused",
+	  "{\"apps\": {\"work\": {\"apns\": {\"cert_key_file\": \"apns-groupw.key\"}}}}", NULL, NULL,
+	  NULL, "apps.work.apns.cert_key_file: ", "apns-groupw.key is writable by its group (mode 0620)" },
 	{ "RSA key as .p8", "{\"apps\": {\"phone\": {\"apns\": {\"key_file\": \"rsa.pem\"}}}}",
 	  NULL, NULL, NULL, "apps.phone.apns.key_file: ", "not an EC P-256 key" },
 	{ "P-384 key as .p8", "{\"apps\": {\"phone\": {\"apns\": {\"key_file\": \"p384.p8\"}}}}",
@@ -492,6 +511,9 @@ static const ecase ecases[] = {
 	{ "world-readable service account",
 	  "{\"apps\": {\"phone\": {\"fcm\": {\"service_account_file\": \"sa-open.json\"}}}}", NULL,
 	  NULL, NULL, "apps.phone.fcm.service_account_file: ", "readable by other users" },
+	{ "group-readable service account",
+	  "{\"apps\": {\"phone\": {\"fcm\": {\"service_account_file\": \"sa-group.json\"}}}}", NULL,
+	  NULL, NULL, "apps.phone.fcm.service_account_file: ", "readable by its group (mode 0640)" },
 	{ "service account without project_id",
 	  "{\"apps\": {\"phone\": {\"fcm\": {\"service_account_file\": \"sa-noproj.json\"}}}}",
 	  NULL, NULL, NULL, "apps.phone.fcm.service_account_file: ",
@@ -545,6 +567,8 @@ static const ecase ecases[] = {
 	  NULL, "limits.max_devices_per_wake: expected an integer from 1 to 10000", NULL },
 	{ "negative rate", "{\"limits\": {\"wakes_per_second_per_key\": -1}}", NULL, NULL, NULL,
 	  "limits.wakes_per_second_per_key: expected an integer from 0", NULL },
+	{ "no room for callbacks", "{\"limits\": {\"max_pending_callbacks_per_key\": 0}}", NULL, NULL,
+	  NULL, "limits.max_pending_callbacks_per_key: expected an integer from 1 to 1000000", NULL },
 	{ "shutdown grace too long", "{\"shutdown_grace_s\": 301}", NULL, NULL, NULL,
 	  "shutdown_grace_s: expected an integer from 0 to 300", NULL },
 	{ "bad log level", "{\"log\": {\"level\": \"verbose\"}}", NULL, NULL, NULL,
@@ -587,6 +611,26 @@ static void run_ecase(const ecase *c)
 	if (c->patch && has(c->patch, "hunter2"))
 		CHECK(!has(err, "hunter2"));
 	config_free(cfg == (pgw_config *)1 ? NULL : cfg);
+}
+
+/* The policy apart from the file system: who owns the key and who runs. */
+static void test_secret_mode_policy(void)
+{
+	TEST("secret files: nothing for group or others, but root may hand a key to a service's group");
+	CHECK(pgw_secret_mode_allowed(0600, 1000, 1000));
+	CHECK(pgw_secret_mode_allowed(0400, 1000, 1000));
+	CHECK(pgw_secret_mode_allowed(0700, 0, 0));
+	CHECK(!pgw_secret_mode_allowed(0640, 1000, 1000)); /* own key, group-readable */
+	CHECK(!pgw_secret_mode_allowed(0604, 1000, 1000));
+	CHECK(!pgw_secret_mode_allowed(0602, 1000, 1000));
+	CHECK(!pgw_secret_mode_allowed(0610, 1000, 1000));
+	CHECK(!pgw_secret_mode_allowed(0640, 0, 0));       /* running as root: no group either */
+	CHECK(pgw_secret_mode_allowed(0640, 0, 10001));    /* root:pushgw 0640 (systemd) */
+	CHECK(pgw_secret_mode_allowed(0440, 0, 10001));    /* Kubernetes secret, fsGroup */
+	CHECK(!pgw_secret_mode_allowed(0660, 0, 10001));   /* the group could rewrite it */
+	CHECK(!pgw_secret_mode_allowed(0644, 0, 10001));
+	CHECK(!pgw_secret_mode_allowed(0641, 0, 10001));
+	CHECK(!pgw_secret_mode_allowed(0640, 2000, 10001)); /* another user's key */
 }
 
 static void test_file_level_errors(void)
@@ -672,6 +716,7 @@ int main(void)
 	test_full_config();
 	test_defaults();
 	test_variants();
+	test_secret_mode_policy();
 	for (i = 0; i < sizeof ecases / sizeof ecases[0]; i++)
 		run_ecase(&ecases[i]);
 	test_file_level_errors();
