@@ -137,11 +137,13 @@ typedef struct reg_conn {
 } reg_conn;
 
 /* A queued write. run() executes inside the batch transaction; its result
- * counts only once the batch has committed. */
+ * counts only once the batch has committed. run() sets every output it
+ * has from scratch: an op may run again in a later batch (again). */
 typedef struct write_op {
 	pgw_err (*run)(reg_conn *c, struct write_op *op);
 	pgw_err rc;
 	bool done;
+	bool again; /* its batch was lost through no fault of its own */
 	struct write_op *next;
 } write_op;
 
@@ -504,31 +506,50 @@ static bool sqlite_healthy(registry_store *reg)
 
 /* ---- group commit ---- */
 
-/* Run one op inside the batch, undoing only its own changes on failure. */
-static void batch_run_op(reg_conn *c, write_op *op)
+/* Run one op inside the batch, undoing only its own changes on failure.
+ * False when the op's failure took the whole transaction with it: SQLite
+ * rolls back everything, not just the statement, after some errors (a full
+ * disk, an I/O error, a trigger's RAISE(ROLLBACK)). */
+static bool batch_run_op(reg_conn *c, write_op *op)
 {
 	pgw_err err = conn_simple(c, ST_SAVEPOINT);
 
 	if (err == PGW_OK) {
 		op->rc = op->run(c, op);
+		if (sqlite3_get_autocommit(c->db)) {
+			if (op->rc == PGW_OK)
+				op->rc = PGW_EIO;
+			return false;
+		}
 		if (op->rc != PGW_OK)
 			conn_simple(c, ST_ROLLBACK_TO);
 		err = conn_simple(c, ST_RELEASE);
 	}
 	if (err != PGW_OK)
 		op->rc = err;
+	return !sqlite3_get_autocommit(c->db);
 }
 
 /* One transaction for the whole batch: the single fsync at COMMIT makes
  * every op in it durable at once. If the commit fails, nothing of the batch
- * happened and every op reports the failure. */
+ * happened and every op reports the failure. If one op loses the
+ * transaction, the batch stops there: carrying on would run each later op
+ * in a transaction of its own (SAVEPOINT opens one, RELEASE commits it)
+ * while the batch reports failure. That op fails; the others, undone or
+ * never run, are marked to run again in the next batch. */
 static void batch_commit(reg_conn *c, write_op *batch)
 {
 	pgw_err err = conn_simple(c, ST_BEGIN);
-	write_op *op;
+	write_op *op, *lost = NULL;
 
-	for (op = batch; err == PGW_OK && op; op = op->next)
-		batch_run_op(c, op);
+	for (op = batch; err == PGW_OK && op && !lost; op = op->next)
+		if (!batch_run_op(c, op))
+			lost = op;
+	if (lost) {
+		for (op = batch; op; op = op->next)
+			op->again = op != lost;
+		return;
+	}
 	if (err == PGW_OK)
 		err = conn_simple(c, ST_COMMIT);
 	if (err == PGW_OK)
@@ -556,14 +577,39 @@ static write_op *queue_take(registry_store *reg)
 	return head;
 }
 
+/* Mark a finished batch's ops done, and put those to run again back at the
+ * head of the queue, in their order. Called with write_lock held. */
+static void batch_settle(registry_store *reg, write_op *batch)
+{
+	write_op *o, *next, *again = NULL, **tail = &again, *last = NULL;
+
+	for (o = batch; o; o = next) {
+		next = o->next;
+		if (!o->again) {
+			o->done = true;
+			continue;
+		}
+		o->again = false;
+		*tail = last = o;
+		tail = &o->next;
+	}
+	if (!again)
+		return;
+	last->next = reg->queue_head;
+	reg->queue_head = again;
+	if (!reg->queue_tail)
+		reg->queue_tail = last;
+}
+
 /* Queue op and return once a committed batch (or a failed one) holds it.
  * Whoever finds no batch in progress commits what is queued, its own op
  * included; the others sleep until their op is done. */
 static pgw_err store_write(registry_store *reg, write_op *op)
 {
-	write_op *batch, *o;
+	write_op *batch;
 
 	op->done = false;
+	op->again = false;
 	op->next = NULL;
 	pthread_mutex_lock(&reg->write_lock);
 	if (reg->queue_tail)
@@ -581,8 +627,7 @@ static pgw_err store_write(registry_store *reg, write_op *op)
 		pthread_mutex_unlock(&reg->write_lock);
 		batch_commit(&reg->writer, batch);
 		pthread_mutex_lock(&reg->write_lock);
-		for (o = batch; o; o = o->next)
-			o->done = true;
+		batch_settle(reg, batch);
 		reg->committing = false;
 		pthread_cond_broadcast(&reg->write_done);
 	}
@@ -694,6 +739,7 @@ static pgw_err put_run(reg_conn *c, write_op *op)
 	int changed;
 	pgw_err err;
 
+	p->moved = 0;
 	err = put_move_away(c, p);
 	if (err != PGW_OK)
 		return err;
@@ -789,6 +835,7 @@ static pgw_err prune_run(reg_conn *c, write_op *op)
 	sqlite3_stmt *st = conn_stmt(c, ST_PRUNE);
 	pgw_err err;
 
+	k->removed = k->changed = 0;
 	if (!st)
 		return PGW_EIO;
 	token_bind(st, k);

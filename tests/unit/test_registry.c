@@ -287,6 +287,88 @@ static void test_sqlite_migration(void)
 	CHECK(strstr(err, path) != NULL);
 }
 
+/* ---- SQLite: a batch whose transaction is lost ---- */
+
+typedef struct batch_putter {
+	registry *reg;
+	const char *id;
+	char token[32];
+	pgw_err rc;
+} batch_putter;
+
+static void *batch_put_run(void *arg)
+{
+	batch_putter *b = arg;
+	pgw_target t = fcm_target(&apps[1], b->token);
+
+	b->rc = registry_put(b->reg, "batch", b->id, &t, NULL);
+	return NULL;
+}
+
+static void batch_start(batch_putter *b, pthread_t *th, registry *reg, const char *id)
+{
+	*b = (batch_putter){ .reg = reg, .id = id, .rc = PGW_ESTATE };
+	snprintf(b->token, sizeof b->token, "batch-%s", id);
+	pthread_create(th, NULL, batch_put_run, b);
+	/* Only to queue them in this order; the checks hold in any order. */
+	usleep(50000);
+}
+
+static void test_sqlite_batch_rollback(void)
+{
+	static const char *const ids[] = { "first", "a", "b", "boom", "c", "d" };
+	enum { N = sizeof ids / sizeof ids[0] };
+	batch_putter b[N];
+	pthread_t th[N];
+	char path[300];
+	sqlite3 *hold = NULL;
+	registry *reg;
+	int i, wrong = 0;
+
+	TEST("sqlite batch: an op that loses the transaction fails alone; its batch-mates "
+	     "run again and report what really happened");
+	snprintf(path, sizeof path, "%s/batch.db", tmpdir);
+	use_file(path);
+	reg = open_or_die();
+	/* RAISE(ROLLBACK) ends the whole transaction, as a full disk can. */
+	CHECK(run_sql(path, "CREATE TRIGGER boom BEFORE INSERT ON device"
+			    " WHEN NEW.device_id = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END"));
+	/* Hold the write lock: the first put waits for it while committing,
+	 * the others queue up behind it and go as one batch. */
+	CHECK(sqlite3_open(path, &hold) == SQLITE_OK &&
+	      sqlite3_exec(hold, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+	for (i = 0; i < N; i++)
+		batch_start(&b[i], &th[i], reg, ids[i]);
+	CHECK(sqlite3_exec(hold, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(hold);
+	for (i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < N; i++) {
+		bool stored = has_device(reg, "batch", ids[i]);
+
+		/* the bug: an op after the lost one committed on its own but
+		 * was reported failed */
+		wrong += (b[i].rc == PGW_OK) != stored;
+		if (strcmp(ids[i], "boom") == 0)
+			CHECK(b[i].rc != PGW_OK && !stored);
+		else
+			CHECK(b[i].rc == PGW_OK && stored);
+	}
+	CHECK(wrong == 0);
+	CHECK(list_len(reg, "batch") == N - 1);
+	CHECK(query_int(path, "SELECT n FROM device_count") == N - 1);
+
+	TEST("sqlite batch: after a lost transaction the next writes commit as usual");
+	{
+		pgw_target t = fcm_target(&apps[1], "batch-after");
+
+		CHECK(registry_put(reg, "batch", "after", &t, NULL) == PGW_OK);
+		CHECK(registry_delete_extension(reg, "batch") == PGW_OK);
+		CHECK(list_len(reg, "batch") == 0);
+	}
+	registry_close(reg);
+}
+
 static void test_open_errors(void)
 {
 	char err[512] = "";
@@ -1300,6 +1382,7 @@ int main(void)
 	test_ids();
 	fprintf(stderr, "== backend: sqlite\n");
 	test_sqlite_migration();
+	test_sqlite_batch_rollback();
 	test_open_errors();
 	run_shared_suite(&sqlite_fixture);
 	remove_tree(tmpdir);
