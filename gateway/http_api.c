@@ -59,6 +59,8 @@ static const char *const route_methods[] = {"", "POST", "POST", "PUT, DELETE", "
 
 #define ID_MAX 128
 
+#define FOREIGN_DEVICE "this device belongs to an app the key may not use"
+
 /* One loaded config and the upstream built for it. Requests hold a reference
  * from their first byte to their answer (async wakes: until their callback
  * body is made), so a reload never pulls a config from under a request; the
@@ -611,11 +613,10 @@ static enum MHD_Result registry_failed(struct MHD_Connection *c, request *r, pgw
 	return send_error(c, r, 503, "registry_unavailable", msg);
 }
 
-static bool app_allowed(const pgw_config *cfg, const pgw_api_key *key, const char *app_name)
+/* The apps a key's registry calls may touch (none listed: every app). */
+static registry_apps key_apps(const pgw_api_key *key)
 {
-	const pgw_app_conf *app = config_app_find(cfg, app_name);
-
-	return !app || config_key_allows_app(key, app);
+	return (registry_apps){key->apps, key->n_apps};
 }
 
 static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
@@ -626,6 +627,7 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
 	registry_device *stored = NULL;
 	pgw_field_error ferr = {{0}, {0}};
+	registry_apps apps;
 	json_error_t jerr;
 	json_t *doc;
 	pgw_target t;
@@ -655,8 +657,11 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 	/* The stored row comes back from the write itself: a read after it
 	 * could already miss the row if another request or replica moved the
 	 * token away in between. */
-	rc = registry_put_stored(api->reg, r->ext, r->device_id, &t, &created, &stored);
+	apps = key_apps(key);
+	rc = registry_put_stored(api->reg, r->ext, r->device_id, &t, &apps, &created, &stored);
 	target_clear(&t);
+	if (rc == PGW_EAUTH)
+		return send_error(c, r, 403, "forbidden", FOREIGN_DEVICE);
 	if (rc != PGW_OK)
 		return registry_failed(c, r, rc);
 	metrics_count("pushgw_registrations_total", created ? "result=\"created\"" : "result=\"replaced\"", 1);
@@ -668,6 +673,7 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 static enum MHD_Result serve_devices_get(struct MHD_Connection *c, request *r, const pgw_api_key *key)
 {
 	const pgw_config *cfg = r->gen->cfg;
+	registry_apps apps = key_apps(key);
 	registry_device *devs = NULL;
 	json_t *list = json_array();
 	size_t i, n = 0;
@@ -678,53 +684,35 @@ static enum MHD_Result serve_devices_get(struct MHD_Connection *c, request *r, c
 		return registry_failed(c, r, rc);
 	}
 	for (i = 0; i < n; i++)
-		if (app_allowed(cfg, key, devs[i].app))
+		if (registry_apps_allow(&apps, devs[i].app))
 			json_array_append_new(list, device_json(&devs[i], cfg));
 	registry_devices_free(devs, n);
 	return send_json(c, r, 200, json_pack("{s:s,s:o}", "extension", r->ext, "devices", list));
 }
 
+/* The app check is part of the delete (no check-then-act). */
 static enum MHD_Result serve_device_delete(struct MHD_Connection *c, request *r, const pgw_api_key *key)
 {
-	registry_device *d = NULL;
-	pgw_err rc = registry_get(r->api->reg, r->ext, r->device_id, &d);
+	registry_apps apps = key_apps(key);
+	pgw_err rc = registry_delete_device(r->api->reg, r->ext, r->device_id, &apps);
 
 	if (rc == PGW_ENOTFOUND)
 		return send_error(c, r, 404, "not_found", "no such device under this extension");
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	if (!app_allowed(r->gen->cfg, key, d->app)) {
-		registry_devices_free(d, 1);
-		return send_error(c, r, 403, "forbidden", "this device belongs to an app the key may not use");
-	}
-	registry_devices_free(d, 1);
-	rc = registry_delete_device(r->api->reg, r->ext, r->device_id);
-	if (rc == PGW_ENOTFOUND)
-		return send_error(c, r, 404, "not_found", "no such device under this extension");
+	if (rc == PGW_EAUTH)
+		return send_error(c, r, 403, "forbidden", FOREIGN_DEVICE);
 	if (rc != PGW_OK)
 		return registry_failed(c, r, rc);
 	return send_body(c, r, 204, "application/json", strdup(""), 0);
 }
 
+/* A key limited to some apps removes the extension's devices of those apps,
+ * the ones its GET lists; devices of other apps stay. */
 static enum MHD_Result serve_extension_delete(struct MHD_Connection *c, request *r,
 					      const pgw_api_key *key)
 {
-	registry_device *devs = NULL;
-	size_t i, n = 0;
-	bool allowed = true;
-	pgw_err rc = registry_list(r->api->reg, r->ext, &devs, &n);
+	registry_apps apps = key_apps(key);
+	pgw_err rc = registry_delete_extension(r->api->reg, r->ext, &apps);
 
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	for (i = 0; i < n; i++)
-		if (!app_allowed(r->gen->cfg, key, devs[i].app))
-			allowed = false;
-	registry_devices_free(devs, n);
-	if (n == 0)
-		return send_error(c, r, 404, "not_found", "no devices under this extension");
-	if (!allowed)
-		return send_error(c, r, 403, "forbidden", "the extension has devices of an app the key may not use");
-	rc = registry_delete_extension(r->api->reg, r->ext);
 	if (rc == PGW_ENOTFOUND)
 		return send_error(c, r, 404, "not_found", "no devices under this extension");
 	if (rc != PGW_OK)

@@ -84,8 +84,10 @@ enum stmt_id {
 	ST_MOVE_AWAY_REMOTE,
 	ST_UPDATE,
 	ST_INSERT,
+	ST_OWNER,
 	ST_DELETE_DEVICE,
 	ST_DELETE_EXTENSION,
+	ST_DELETE_EXTENSION_APP,
 	ST_PRUNE,
 	ST_PRUNE_REMOTE,
 	ST_SET_ENV,
@@ -112,8 +114,10 @@ static const char *const stmt_sql[ST_N_STATEMENTS] = {
 		      " WHERE extension = ?1 AND device_id = ?2",
 	[ST_INSERT] = "INSERT INTO device (" DEVICE_COLUMNS ")"
 		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+	[ST_OWNER] = "SELECT app FROM device WHERE extension = ?1 AND device_id = ?2",
 	[ST_DELETE_DEVICE] = "DELETE FROM device WHERE extension = ?1 AND device_id = ?2",
 	[ST_DELETE_EXTENSION] = "DELETE FROM device WHERE extension = ?1",
+	[ST_DELETE_EXTENSION_APP] = "DELETE FROM device WHERE extension = ?1 AND app = ?2",
 	[ST_PRUNE] = "DELETE FROM device WHERE " SAME_TOKEN
 		     " AND (?4 = 0 OR updated_at < ?4)",
 	[ST_PRUNE_REMOTE] = "UPDATE device SET remote_token = NULL WHERE " SAME_REMOTE
@@ -656,10 +660,37 @@ static pgw_err step_changes(reg_conn *c, sqlite3_stmt *st, const char *what,
 
 /* ---- put ---- */
 
+/* PGW_OK when (ext, device_id) is free or holds a device of an app that
+ * apps allows; PGW_EAUTH otherwise. Inside the write transaction (the
+ * single writer's), so the answer still holds when the write follows. */
+static pgw_err check_owner(reg_conn *c, const char *ext, const char *device_id,
+			   const registry_apps *apps, bool *exists)
+{
+	sqlite3_stmt *st = conn_stmt(c, ST_OWNER);
+	bool allowed = true;
+	int rc;
+
+	*exists = false;
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, ext);
+	bind_text(st, 2, device_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*exists = true;
+		allowed = registry_apps_allow(apps, (const char *)sqlite3_column_text(st, 0));
+	}
+	stmt_done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return log_failure(c, "read device app", rc);
+	return allowed ? PGW_OK : PGW_EAUTH;
+}
+
 typedef struct put_op {
 	write_op op;
 	const char *ext, *device_id;
 	const pgw_target *t;
+	const registry_apps *apps;
 	int64_t now_ms;
 	bool created;
 	int moved; /* rows taken from another extension or device id */
@@ -736,10 +767,14 @@ static pgw_err put_run(reg_conn *c, write_op *op)
 {
 	put_op *p = (put_op *)op;
 	sqlite3_stmt *st;
+	bool exists;
 	int changed;
 	pgw_err err;
 
 	p->moved = 0;
+	err = check_owner(c, p->ext, p->device_id, p->apps, &exists);
+	if (err != PGW_OK)
+		return err;
 	err = put_move_away(c, p);
 	if (err != PGW_OK)
 		return err;
@@ -762,10 +797,11 @@ static pgw_err put_run(reg_conn *c, write_op *op)
 }
 
 static pgw_err sqlite_put(registry_store *reg, const char *ext, const char *device_id,
-			  const pgw_target *t, int64_t now_ms, registry_put_outcome *out)
+			  const pgw_target *t, const registry_apps *apps, int64_t now_ms,
+			  registry_put_outcome *out)
 {
 	put_op p = { .op.run = put_run, .ext = ext, .device_id = device_id, .t = t,
-		     .now_ms = now_ms };
+		     .apps = apps, .now_ms = now_ms };
 	pgw_err err = store_write(reg, &p.op);
 
 	if (err != PGW_OK)
@@ -782,26 +818,60 @@ static pgw_err sqlite_put(registry_store *reg, const char *ext, const char *devi
 typedef struct delete_op {
 	write_op op;
 	const char *ext, *device_id; /* device_id NULL = whole extension */
+	const registry_apps *apps;   /* NULL = every app */
 	int deleted;
 } delete_op;
+
+static pgw_err delete_device_run(reg_conn *c, delete_op *d)
+{
+	sqlite3_stmt *st;
+	bool exists;
+	pgw_err err = check_owner(c, d->ext, d->device_id, d->apps, &exists);
+
+	if (err != PGW_OK || !exists)
+		return err;
+	st = conn_stmt(c, ST_DELETE_DEVICE);
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, d->ext);
+	bind_text(st, 2, d->device_id);
+	return step_changes(c, st, "delete", &d->deleted);
+}
+
+/* Every device of the extension, or those of each allowed app in turn:
+ * all inside the one transaction. */
+static pgw_err delete_extension_run(reg_conn *c, delete_op *d)
+{
+	size_t i, n = d->apps ? d->apps->n : 1;
+	pgw_err err = PGW_OK;
+	int changed;
+
+	for (i = 0; err == PGW_OK && i < n; i++) {
+		sqlite3_stmt *st = conn_stmt(c, d->apps ? ST_DELETE_EXTENSION_APP : ST_DELETE_EXTENSION);
+
+		if (!st)
+			return PGW_EIO;
+		bind_text(st, 1, d->ext);
+		if (d->apps)
+			bind_text(st, 2, d->apps->names[i]);
+		err = step_changes(c, st, "delete extension", &changed);
+		d->deleted += changed;
+	}
+	return err;
+}
 
 static pgw_err delete_run(reg_conn *c, write_op *op)
 {
 	delete_op *d = (delete_op *)op;
-	sqlite3_stmt *st = conn_stmt(c, d->device_id ? ST_DELETE_DEVICE : ST_DELETE_EXTENSION);
 
-	if (!st)
-		return PGW_EIO;
-	bind_text(st, 1, d->ext);
-	if (d->device_id)
-		bind_text(st, 2, d->device_id);
-	return step_changes(c, st, "delete", &d->deleted);
+	d->deleted = 0;
+	return d->device_id ? delete_device_run(c, d) : delete_extension_run(c, d);
 }
 
 static pgw_err sqlite_remove(registry_store *reg, const char *ext, const char *device_id,
-			     int *deleted)
+			     const registry_apps *apps, int *deleted)
 {
-	delete_op d = { .op.run = delete_run, .ext = ext, .device_id = device_id };
+	delete_op d = { .op.run = delete_run, .ext = ext, .device_id = device_id, .apps = apps };
 	pgw_err err = store_write(reg, &d.op);
 
 	*deleted = err == PGW_OK ? d.deleted : 0;

@@ -34,6 +34,17 @@ typedef struct registry_device {
 	int64_t updated_at_ms;
 } registry_device;
 
+/* The apps a call may touch: an API key's apps list (SPEC §2: apps limits
+ * which apps a key may use). NULL, or n == 0, means every app. Names are
+ * borrowed from the caller. */
+typedef struct registry_apps {
+	char *const *names;
+	size_t n;
+} registry_apps;
+
+/* True when apps lets a call touch a device of app_name. */
+bool registry_apps_allow(const registry_apps *apps, const char *app_name);
+
 /* Open (creating and migrating the schema) the registry the config names.
  * errbuf gets "<file>: registry.path: <db file>: <why>" or
  * "<file>: registry.url: <why>" on failure (never the URL: it may hold a
@@ -61,12 +72,17 @@ bool registry_valid_device_id(const char *id);
 pgw_err registry_put(registry *reg, const char *ext, const char *device_id, const pgw_target *t,
 		     bool *created);
 
-/* registry_put() that also hands back the record exactly as this call stored
- * it, so that a concurrent move (another request or replica taking the token
- * a moment later) cannot make it vanish before the caller reads it. *stored
- * is freed with registry_devices_free(*stored, 1). */
+/* registry_put() for a caller limited to apps (t's own app must be one of
+ * them), that also hands back the record exactly as this call stored it, so
+ * that a concurrent move (another request or replica taking the token a
+ * moment later) cannot make it vanish before the caller reads it.
+ * PGW_EAUTH, with nothing changed, when (ext, device_id) holds a device of
+ * an app outside apps: the check is part of the write, so no concurrent
+ * call can slip in between. *stored is freed with
+ * registry_devices_free(*stored, 1). */
 pgw_err registry_put_stored(registry *reg, const char *ext, const char *device_id,
-			    const pgw_target *t, bool *created, registry_device **stored);
+			    const pgw_target *t, const registry_apps *apps, bool *created,
+			    registry_device **stored);
 
 /* The devices of ext, oldest first. *out is an array of *n records (NULL
  * when 0); free with registry_devices_free(). An unknown ext is PGW_OK, 0. */
@@ -76,9 +92,15 @@ void registry_devices_free(registry_device *devs, size_t n);
 /* One device of ext, or PGW_ENOTFOUND. Free with registry_devices_free(d, 1). */
 pgw_err registry_get(registry *reg, const char *ext, const char *device_id, registry_device **out);
 
-/* PGW_ENOTFOUND when there was nothing to delete. */
-pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id);
-pgw_err registry_delete_extension(registry *reg, const char *ext);
+/* Remove one device, if its app is one of apps: PGW_ENOTFOUND when there
+ * is no such device, PGW_EAUTH (nothing removed) when it belongs to another
+ * app. Checked and removed in one atomic step. */
+pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id,
+			       const registry_apps *apps);
+/* Remove the devices of ext whose app is one of apps, in one atomic step;
+ * devices of other apps stay (a key limited to some apps sees and clears
+ * only those). PGW_ENOTFOUND when there was none to remove. */
+pgw_err registry_delete_extension(registry *reg, const char *ext, const registry_apps *apps);
 
 /* Remove the registration holding this token for (provider, app) — and only
  * that one — if it was last updated before not_after_ms (APNs 410 carries the

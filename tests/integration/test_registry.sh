@@ -138,10 +138,22 @@ t_bad_requests_store_nothing() {
 	expect_eq "key without register scope" "$STATUS" 403
 	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" "$KEY_OTHER"
 	expect_eq "another app's key" "$STATUS" 403
+	put_dev 5001 ok "{\"provider\":\"apns\",\"token\":\"$(tok 753)\",\"app\":\"other\"}" "$KEY_OTHER"
+	expect_eq "its own app's device over another app's device id" "$STATUS" 403
+	expect_eq "code" "$(jqb .error.code)" forbidden
+	check "message says whose device it is" grep -q "belongs to an app the key may not use" <<<"$(jqb .error.message)"
+	list_dev 5001
+	expect_eq "phone's device is still phone's, token unchanged" \
+		"$(jqb '[.devices[] | .device_id + "=" + .app + "=" + .target] | join(",")')" "ok=phone=apns:0000…02ee"
 	api R DELETE /v1/extensions/5001/devices/ok "" "$KEY_OTHER"
 	expect_eq "another app's key cannot delete" "$STATUS" 403
+	check "delete: message says whose device it is" grep -q "belongs to an app the key may not use" <<<"$(jqb .error.message)"
 	api R DELETE /v1/extensions/5001 "" "$KEY_OTHER"
-	expect_eq "another app's key cannot delete the extension" "$STATUS" 403
+	expect_eq "another app's key: the extension has none of its devices" "$STATUS" 404
+	put_dev 5001 other-1 "{\"provider\":\"apns\",\"token\":\"$(tok 754)\",\"app\":\"other\"}" "$KEY_OTHER"
+	expect_eq "other's own device in the same extension" "$STATUS" 201
+	api R DELETE /v1/extensions/5001 "" "$KEY_OTHER"
+	expect_eq "other's key deletes the extension: its own devices only" "$STATUS" 204
 	list_dev 5001 "$KEY_OTHER"
 	expect_eq "another app's key sees none of phone's devices" "$(jqb '.devices | length')" 0
 	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" ""

@@ -363,7 +363,7 @@ static void test_sqlite_batch_rollback(void)
 		pgw_target t = fcm_target(&apps[1], "batch-after");
 
 		CHECK(registry_put(reg, "batch", "after", &t, NULL) == PGW_OK);
-		CHECK(registry_delete_extension(reg, "batch") == PGW_OK);
+		CHECK(registry_delete_extension(reg, "batch", NULL) == PGW_OK);
 		CHECK(list_len(reg, "batch") == 0);
 	}
 	registry_close(reg);
@@ -619,15 +619,77 @@ static void test_deletes(registry *reg)
 	t.token = "tok-del-3";
 	CHECK(registry_put(reg, "5005", "c", &t, NULL) == PGW_OK);
 	before = count_of(reg);
-	CHECK(registry_delete_device(reg, "5005", "a") == PGW_OK);
-	CHECK(registry_delete_device(reg, "5005", "a") == PGW_ENOTFOUND);
+	CHECK(registry_delete_device(reg, "5005", "a", NULL) == PGW_OK);
+	CHECK(registry_delete_device(reg, "5005", "a", NULL) == PGW_ENOTFOUND);
 	CHECK(count_of(reg) == before - 1);
 	CHECK(list_len(reg, "5005") == 2);
-	CHECK(registry_delete_extension(reg, "5005") == PGW_OK);
-	CHECK(registry_delete_extension(reg, "5005") == PGW_ENOTFOUND);
+	CHECK(registry_delete_extension(reg, "5005", NULL) == PGW_OK);
+	CHECK(registry_delete_extension(reg, "5005", NULL) == PGW_ENOTFOUND);
 	CHECK(list_len(reg, "5005") == 0);
 	CHECK(count_of(reg) == before - 3);
-	CHECK(registry_delete_device(reg, "50 05", "a") == PGW_EINVAL);
+	CHECK(registry_delete_device(reg, "50 05", "a", NULL) == PGW_EINVAL);
+}
+
+static void test_app_scope(registry *reg)
+{
+	char *droid_names[] = { "droid" }, *both_names[] = { "droid", "phone" };
+	registry_apps droid = { droid_names, 1 }, both = { both_names, 2 }, all = { NULL, 0 };
+	pgw_target phone_dev = apns_target(V2, NULL), droid_dev = fcm_target(&apps[1], "scope-tok-1");
+	registry_device *stored = NULL, *d = NULL;
+	bool created = true;
+
+	TEST("apps: a put over another app's device is refused and changes nothing");
+	CHECK(registry_put(reg, "6006", "shared", &phone_dev, NULL) == PGW_OK);
+	CHECK(registry_put_stored(reg, "6006", "shared", &droid_dev, &droid, &created, &stored) ==
+	      PGW_EAUTH);
+	CHECK(stored == NULL);
+	CHECK(registry_get(reg, "6006", "shared", &d) == PGW_OK);
+	CHECK(d && strcmp(d->app, "phone") == 0 && d->token && strcmp(d->token, V2) == 0);
+	registry_devices_free(d, d ? 1 : 0);
+	d = NULL;
+
+	TEST("apps: its own app's device, new or replaced, is stored");
+	CHECK(registry_put_stored(reg, "6006", "droid-1", &droid_dev, &droid, &created, &stored) ==
+	      PGW_OK);
+	CHECK(created && stored && strcmp(stored->app, "droid") == 0);
+	registry_devices_free(stored, stored ? 1 : 0);
+	stored = NULL;
+	droid_dev.token = "scope-tok-2";
+	CHECK(registry_put_stored(reg, "6006", "droid-1", &droid_dev, &droid, &created, &stored) ==
+	      PGW_OK);
+	CHECK(!created && stored && strcmp(stored->token, "scope-tok-2") == 0);
+	registry_devices_free(stored, stored ? 1 : 0);
+	stored = NULL;
+
+	TEST("apps: a target of an app outside the list is refused before the store");
+	CHECK(registry_put_stored(reg, "6006", "p2", &phone_dev, &droid, &created, &stored) ==
+	      PGW_EAUTH);
+	CHECK(!has_device(reg, "6006", "p2"));
+	CHECK(has_device(reg, "6006", "shared"));
+
+	TEST("apps: deleting another app's device is refused; a missing one is not found");
+	CHECK(registry_delete_device(reg, "6006", "shared", &droid) == PGW_EAUTH);
+	CHECK(has_device(reg, "6006", "shared"));
+	CHECK(registry_delete_device(reg, "6006", "nope", &droid) == PGW_ENOTFOUND);
+
+	TEST("apps: deleting an extension removes only the allowed apps' devices");
+	CHECK(registry_delete_extension(reg, "6006", &droid) == PGW_OK);
+	CHECK(!has_device(reg, "6006", "droid-1"));
+	CHECK(has_device(reg, "6006", "shared"));
+	CHECK(registry_delete_extension(reg, "6006", &droid) == PGW_ENOTFOUND);
+	CHECK(list_len(reg, "6006") == 1);
+
+	TEST("apps: an empty list allows every app");
+	CHECK(registry_put_stored(reg, "6006", "shared", &droid_dev, &all, &created, &stored) ==
+	      PGW_OK);
+	CHECK(!created && stored && strcmp(stored->app, "droid") == 0);
+	registry_devices_free(stored, stored ? 1 : 0);
+	CHECK(registry_put(reg, "6006", "p3", &phone_dev, NULL) == PGW_OK);
+	CHECK(registry_delete_device(reg, "6006", "shared", &both) == PGW_OK);
+	CHECK(registry_delete_extension(reg, "6006", &all) == PGW_OK);
+	CHECK(list_len(reg, "6006") == 0);
+	CHECK(registry_apps_allow(NULL, "x") && registry_apps_allow(&all, "x"));
+	CHECK(!registry_apps_allow(&droid, "phone") && !registry_apps_allow(&droid, NULL));
 }
 
 static void test_device_target(registry *reg)
@@ -669,7 +731,7 @@ static void test_bytes_round_trip(registry *reg)
 		CHECK_STR(d->call_snd, "ring\x01.caf");
 	}
 	registry_devices_free(d, 1);
-	CHECK(registry_delete_extension(reg, "1100") == PGW_OK);
+	CHECK(registry_delete_extension(reg, "1100", NULL) == PGW_OK);
 }
 
 static void test_put_stored(registry *reg)
@@ -681,7 +743,7 @@ static void test_put_stored(registry *reg)
 
 	TEST("put_stored: hands back the row as stored, created or replaced");
 	t.environment = PGW_ENV_SANDBOX;
-	CHECK(registry_put_stored(reg, "1200", "ios", &t, &created, &stored) == PGW_OK);
+	CHECK(registry_put_stored(reg, "1200", "ios", &t, NULL, &created, &stored) == PGW_OK);
 	CHECK(created);
 	CHECK(registry_get(reg, "1200", "ios", &d) == PGW_OK);
 	if (!stored || !d)
@@ -700,7 +762,7 @@ static void test_put_stored(registry *reg)
 	stored = d = NULL;
 	usleep(3000);
 	t = apns_target(V5, NULL);
-	CHECK(registry_put_stored(reg, "1200", "ios", &t, &created, &stored) == PGW_OK);
+	CHECK(registry_put_stored(reg, "1200", "ios", &t, NULL, &created, &stored) == PGW_OK);
 	CHECK(!created);
 	CHECK(stored && stored->created_at_ms == created_at);
 	CHECK(stored && stored->updated_at_ms > created_at && stored->remote_token == NULL);
@@ -708,18 +770,18 @@ static void test_put_stored(registry *reg)
 	TEST("put_stored: the record survives a move that follows at once");
 	registry_devices_free(stored, 1);
 	stored = NULL;
-	CHECK(registry_put_stored(reg, "1200", "ios2", &t, &created, &stored) == PGW_OK);
+	CHECK(registry_put_stored(reg, "1200", "ios2", &t, NULL, &created, &stored) == PGW_OK);
 	CHECK(registry_put(reg, "1201", "ios2", &t, NULL) == PGW_OK);
 	CHECK(stored && strcmp(stored->device_id, "ios2") == 0 && strcmp(stored->token, V5) == 0);
 	CHECK(!has_device(reg, "1200", "ios2"));
 	registry_devices_free(stored, stored ? 1 : 0);
-	CHECK(registry_put_stored(reg, "1200", "x", NULL, &created, &stored) == PGW_EINVAL);
+	CHECK(registry_put_stored(reg, "1200", "x", NULL, NULL, &created, &stored) == PGW_EINVAL);
 	CHECK(stored == NULL);
 out:
 	registry_devices_free(stored, stored ? 1 : 0);
 	registry_devices_free(d, d ? 1 : 0);
-	registry_delete_extension(reg, "1200");
-	registry_delete_extension(reg, "1201");
+	registry_delete_extension(reg, "1200", NULL);
+	registry_delete_extension(reg, "1201", NULL);
 }
 
 static void test_reopen(registry **reg)
@@ -836,7 +898,7 @@ static void race_step(racer *r)
 		rc = registry_prune(r->reg, apns ? PGW_PROVIDER_APNS : PGW_PROVIDER_FCM,
 				    apns ? "phone" : "droid", pick < 4 ? remote : voip, 0, NULL);
 	} else if (pick < 12) {
-		rc = registry_delete_device(r->reg, ext, id);
+		rc = registry_delete_device(r->reg, ext, id, NULL);
 		rc = rc == PGW_ENOTFOUND ? PGW_OK : rc;
 	} else {
 		t = apns ? apns_target(voip, pick % 2 ? remote : NULL) : fcm_target(&apps[1], voip);
@@ -946,7 +1008,7 @@ static void test_race(void)
 	registry_devices_free(all_b, n_b);
 	for (i = 0; i < RACE_EXTS; i++) {
 		snprintf(token, sizeof token, "race%d", i);
-		registry_delete_extension(handles[0], token);
+		registry_delete_extension(handles[0], token, NULL);
 	}
 	registry_close(handles[0]);
 	registry_close(handles[1]);
@@ -1011,7 +1073,7 @@ static void test_crash(void)
 	/* At most the one put in flight at the kill went in unacknowledged. */
 	total = list_len(reg, "crash");
 	CHECK(total == (size_t)acked || total == (size_t)acked + 1);
-	CHECK(registry_delete_extension(reg, "crash") == PGW_OK);
+	CHECK(registry_delete_extension(reg, "crash", NULL) == PGW_OK);
 	registry_close(reg);
 }
 
@@ -1031,6 +1093,7 @@ static void run_shared_suite(const store_fixture *f)
 	test_prune(reg);
 	test_environment(reg);
 	test_deletes(reg);
+	test_app_scope(reg);
 	test_device_target(reg);
 	test_bytes_round_trip(reg);
 	test_put_stored(reg);
@@ -1149,7 +1212,7 @@ static void test_pg_migration(void)
 	use_url(url);
 	reg = open_or_die();
 	registry_close(reg);
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 	CHECK(pg_query_int(url, "SELECT count(*) FROM pushgw_schema") == 1);
 	xmin = pg_query_int(url, "SELECT xmin::text::bigint FROM pushgw_schema");
 	CHECK(xmin > 0);
@@ -1189,7 +1252,7 @@ static void test_pg_migration(void)
 		for (i = 0; i < 4; i++)
 			registry_close(regs[i]);
 	}
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 }
 
 /* Sessions the registry holds open on the server (all handles). */
@@ -1318,8 +1381,8 @@ static void test_pg_outage(void)
 	for (i = 0; i < 40; i++)
 		CHECK(list_len(reg, "7001") == 1);
 	CHECK(pg_sessions() >= 1 && pg_sessions() <= 4);
-	CHECK(registry_delete_extension(reg, "7001") == PGW_OK);
-	CHECK(registry_delete_extension(reg, "7002") == PGW_OK);
+	CHECK(registry_delete_extension(reg, "7001", NULL) == PGW_OK);
+	CHECK(registry_delete_extension(reg, "7002", NULL) == PGW_OK);
 	registry_close(reg);
 }
 
