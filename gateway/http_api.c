@@ -42,7 +42,7 @@ typedef enum route {
 	ROUTE_UNKNOWN = 0,
 	ROUTE_WAKE,
 	ROUTE_CANCEL,
-	ROUTE_DEVICE,    /* /v1/extensions/{ext}/devices/{device_id}: PUT, DELETE */
+	ROUTE_DEVICE,    /* /v1/extensions/{ext}/devices/{device_id}: GET, PUT, DELETE */
 	ROUTE_DEVICES,   /* /v1/extensions/{ext}/devices: GET */
 	ROUTE_EXTENSION, /* /v1/extensions/{ext}: DELETE */
 	ROUTE_HEALTHZ,
@@ -54,7 +54,7 @@ typedef enum route {
 static const char *const route_names[] = {
 	"other", "/v1/wake", "/v1/cancel", "/v1/extensions/{ext}/devices/{device_id}",
 	"/v1/extensions/{ext}/devices", "/v1/extensions/{ext}", "/healthz", "/readyz", "/metrics"};
-static const char *const route_methods[] = {"", "POST", "POST", "PUT, DELETE", "GET", "DELETE",
+static const char *const route_methods[] = {"", "POST", "POST", "GET, PUT, DELETE", "GET", "DELETE",
 					    "GET", "GET", "GET"};
 
 #define ID_MAX 128
@@ -690,6 +690,28 @@ static enum MHD_Result serve_devices_get(struct MHD_Connection *c, request *r, c
 	return send_json(c, r, 200, json_pack("{s:s,s:o}", "extension", r->ext, "devices", list));
 }
 
+/* One device, as its list entry shows it; a device of an app the key may
+ * not use is not found, as the list leaves it out. */
+static enum MHD_Result serve_device_get(struct MHD_Connection *c, request *r, const pgw_api_key *key)
+{
+	registry_apps apps = key_apps(key);
+	registry_device *d = NULL;
+	enum MHD_Result ret;
+	pgw_err rc = registry_get(r->api->reg, r->ext, r->device_id, &d);
+
+	if (rc == PGW_OK && !registry_apps_allow(&apps, d->app))
+		rc = PGW_ENOTFOUND;
+	if (rc == PGW_ENOTFOUND) {
+		registry_devices_free(d, d ? 1 : 0);
+		return send_error(c, r, 404, "not_found", "no such device under this extension");
+	}
+	if (rc != PGW_OK)
+		return registry_failed(c, r, rc);
+	ret = send_json(c, r, 200, device_json(d, r->gen->cfg));
+	registry_devices_free(d, 1);
+	return ret;
+}
+
 /* The app check is part of the delete (no check-then-act). */
 static enum MHD_Result serve_device_delete(struct MHD_Connection *c, request *r, const pgw_api_key *key)
 {
@@ -721,7 +743,7 @@ static enum MHD_Result serve_extension_delete(struct MHD_Connection *c, request 
 }
 
 /* GET and DELETE on the registry: no body, answered on the first call. */
-static enum MHD_Result serve_registry(struct MHD_Connection *c, request *r)
+static enum MHD_Result serve_registry(struct MHD_Connection *c, request *r, const char *method)
 {
 	enum MHD_Result ret = MHD_NO;
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
@@ -732,6 +754,8 @@ static enum MHD_Result serve_registry(struct MHD_Connection *c, request *r)
 	case ROUTE_DEVICES:
 		return serve_devices_get(c, r, key);
 	case ROUTE_DEVICE:
+		if (strcmp(method, "DELETE") != 0)
+			return serve_device_get(c, r, key);
 		return serve_device_delete(c, r, key);
 	default:
 		return serve_extension_delete(c, r, key);
@@ -821,7 +845,7 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 	if (r->route != ROUTE_WAKE && r->route != ROUTE_CANCEL && !api->reg)
 		return send_error(c, r, 503, "registry_unavailable", "no registry is configured");
 	if (!takes_body(r->route, method))
-		return serve_registry(c, r);
+		return serve_registry(c, r, method);
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl && strtoull(cl, NULL, 10) > r->gen->cfg->max_body_bytes)
 		r->too_large = true; /* answered once the body is drained */

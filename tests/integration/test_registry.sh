@@ -13,6 +13,7 @@ put_dev() { # put_dev EXT DEVICE_ID BODY [KEY]
 	api R PUT "/v1/extensions/$1/devices/$2" "$3" "${4-$KEY_REG}"
 }
 list_dev() { api R GET "/v1/extensions/$1/devices" "" "${2-$KEY_REG}"; }
+get_dev() { api R GET "/v1/extensions/$1/devices/$2" "" "${3-$KEY_REG}"; }
 n_devices() { list_dev "$1"; jqb '.devices | length'; }
 
 t_crud_round_trips_for_each_form() {
@@ -39,6 +40,18 @@ t_crud_round_trips_for_each_form() {
 	expect_eq "GET lists three devices" "$(jqb '.devices | length')" 3
 	expect_eq "oldest first" "$(jqb '.devices[0].device_id')" iphone-a
 	check "GET shows no full token" bash -c "! grep -qE '$a|$b|$c' <<<'$BODY'"
+	local entry; entry=$(jqb -c '.devices[1]')
+	get_dev 1001 "urn%3Auuid%3A0f3c9a1e-0000-4000-8000-000000000001"
+	expect_eq "GET one device: 200" "$STATUS" 200
+	expect_eq "GET one device: the same document as its list entry" "$(jqb -c .)" "$entry"
+	check "GET one device shows no full token" bash -c "! grep -qE '$b|$c' <<<'$BODY'"
+	get_dev 1001 no-such-device
+	expect_eq "GET an unknown device: 404" "$STATUS" 404
+	expect_eq "GET an unknown device: code" "$(jqb .error.code)" not_found
+	get_dev 1001 iphone-a "$KEY_OTHER"
+	expect_eq "GET another app's device: 404, as the list hides it" "$STATUS" 404
+	expect_eq "HEAD one device" "$(curl -sS --head -o /dev/null -w '%{http_code}' \
+		-H "Authorization: Bearer $KEY_REG" "http://127.0.0.1:$GW_PORT_R/v1/extensions/1001/devices/ipad")" 200
 	api R DELETE /v1/extensions/1001/devices/ipad "" "$KEY_REG"
 	expect_eq "DELETE device" "$STATUS" 204
 	api R DELETE /v1/extensions/1001/devices/ipad "" "$KEY_REG"
