@@ -1,5 +1,5 @@
 /* Device registry front (SPEC §3 "Registry"): checks arguments, logs moves
- * and prunes, and hands storage to the backend the config names — SQLite
+ * (callers log prunes: they know why), and hands storage to the backend the config names — SQLite
  * (registry.path) or PostgreSQL shared by replicas (registry.url). Any
  * thread but the event loop's may call any function. */
 #include "pushgw/registry.h"
@@ -257,23 +257,23 @@ pgw_err registry_delete_extension(registry *reg, const char *ext, const registry
 }
 
 pgw_err registry_prune(registry *reg, pgw_provider provider, const char *app, const char *token,
-		       int64_t not_after_ms, bool *removed)
+		       int64_t not_after_ms, registry_pruned *what)
 {
 	registry_prune_outcome res = { 0 };
-	char red[32];
 	pgw_err err;
 
+	if (what)
+		*what = REGISTRY_PRUNED_NOTHING;
 	if (!reg || !app || !token || !*token ||
 	    (provider != PGW_PROVIDER_APNS && provider != PGW_PROVIDER_FCM))
 		return PGW_EINVAL;
 	err = reg->ops->prune(reg->store, provider, app, token, not_after_ms, &res);
-	if (err != PGW_OK)
+	if (err != PGW_OK || !what)
 		return err;
-	if (res.removed || res.changed)
-		pgw_log(PGW_LOG_INFO, "registry: dead token pruned", "app", app,
-			"token", pgw_redact(token, red, sizeof red), NULL);
-	if (removed)
-		*removed = res.removed > 0;
+	if (res.removed)
+		*what = REGISTRY_PRUNED_DEVICE;
+	else if (res.changed)
+		*what = REGISTRY_PRUNED_REMOTE_TOKEN;
 	return PGW_OK;
 }
 

@@ -448,6 +448,9 @@ static json_t *result_json(const pgw_target *t, const pgw_push *p)
 		json_object_set_new(o, "detail", json_string(r->detail));
 	if (r->status == PGW_PUSH_INVALID_TOKEN)
 		json_object_set_new(o, "removed", json_boolean(r->removed));
+	if (r->status == PGW_PUSH_INVALID_TOKEN && r->removed)
+		json_object_set_new(o, "pruned",
+				    json_string(r->removed_remote_only ? "remote_token" : "device"));
 	if (r->attempts > 1 || r->status == PGW_PUSH_FAILED)
 		json_object_set_new(o, "attempts", json_integer(r->attempts));
 	json_object_set_new(o, "latency_ms", json_real((double)(int64_t)(r->latency_ms * 10) / 10));
@@ -477,6 +480,22 @@ static const char *pushed_token(const pgw_push *p)
 	return p->alert ? p->target->remote_token : p->target->token;
 }
 
+/* Count and log one dead token the registry dropped (the only log line
+ * for it). */
+static void note_pruned(const pgw_push *p, const char *token, registry_pruned what)
+{
+	const pgw_target *t = p->target;
+	const char *provider = t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm";
+	const char *part = what == REGISTRY_PRUNED_DEVICE ? "device" : "remote_token";
+	char labels[64], red[32];
+
+	snprintf(labels, sizeof labels, "provider=\"%s\",pruned=\"%s\"", provider, part);
+	metrics_count("pushgw_registry_pruned_total", labels, 1);
+	pgw_log(PGW_LOG_INFO, "registry: removed a dead token", "app", t->app->name,
+		"provider", provider, "token", pgw_redact(token, red, sizeof red), "pruned", part,
+		"reason", p->result.reason, NULL);
+}
+
 void wake_apply_results(pgw_wake *w, registry *reg)
 {
 	size_t i;
@@ -487,22 +506,18 @@ void wake_apply_results(pgw_wake *w, registry *reg)
 		pgw_push *p = &w->pushes[i];
 		const pgw_target *t = p->target;
 		const char *token = pushed_token(p);
-		char red[32];
 
 		if (p->result.status == PGW_PUSH_INVALID_TOKEN && token) {
-			bool removed = false;
+			registry_pruned what = REGISTRY_PRUNED_NOTHING;
 			/* APNs 410 says since when the token is dead: a device that
 			 * registered again after that keeps its registration */
 			if (registry_prune(reg, t->provider, t->app->name, token,
-					   p->result.unregistered_ms, &removed) == PGW_OK && removed) {
-				p->result.removed = true;
-				metrics_count("pushgw_registry_pruned_total",
-					      t->provider == PGW_PROVIDER_APNS ? "provider=\"apns\"" : "provider=\"fcm\"", 1);
-				pgw_log(PGW_LOG_INFO, "registry: removed a dead token", "app", t->app->name,
-					"provider", t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm",
-					"token", pgw_redact(token, red, sizeof red), "reason", p->result.reason,
-					NULL);
-			}
+					   p->result.unregistered_ms, &what) != PGW_OK ||
+			    what == REGISTRY_PRUNED_NOTHING)
+				continue;
+			p->result.removed = true;
+			p->result.removed_remote_only = what == REGISTRY_PRUNED_REMOTE_TOKEN;
+			note_pruned(p, token, what);
 		} else if (p->result.status == PGW_PUSH_SENT && p->other_env_tried && token) {
 			registry_set_environment(reg, t->app->name, token, p->result.environment);
 		}

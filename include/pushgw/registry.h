@@ -102,12 +102,22 @@ pgw_err registry_delete_device(registry *reg, const char *ext, const char *devic
  * only those). PGW_ENOTFOUND when there was none to remove. */
 pgw_err registry_delete_extension(registry *reg, const char *ext, const registry_apps *apps);
 
-/* Remove the registration holding this token for (provider, app) — and only
- * that one — if it was last updated before not_after_ms (APNs 410 carries the
- * time the token stopped being valid; 0 = remove regardless). *removed says
- * whether a row went. */
+/* What a prune dropped. */
+typedef enum registry_pruned {
+	REGISTRY_PRUNED_NOTHING = 0,
+	REGISTRY_PRUNED_DEVICE,       /* the registration that token identifies */
+	REGISTRY_PRUNED_REMOTE_TOKEN, /* only a dead APNs alert token: the device
+				       * keeps ringing through its VoIP token */
+} registry_pruned;
+
+/* Drop the dead token for (provider, app) if its registration was last
+ * updated before not_after_ms (APNs 410 carries the time the token stopped
+ * being valid; 0 = regardless): the registration it identifies goes — and
+ * only that one — or, when it is the alert token of a device that also has
+ * a VoIP token, just that token. *what (may be NULL) says which. The caller
+ * logs it: it knows why the token is dead. */
 pgw_err registry_prune(registry *reg, pgw_provider provider, const char *app, const char *token,
-		       int64_t not_after_ms, bool *removed);
+		       int64_t not_after_ms, registry_pruned *what);
 
 /* Remember the APNs environment a device's token works in (after the
  * BadDeviceToken other-host retry); no-op when no row holds the token. */

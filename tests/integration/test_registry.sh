@@ -105,14 +105,41 @@ t_dead_tokens_are_pruned() {
 	api R POST /v1/wake '{"extension":"4001","call":{"id":"p1"}}'
 	expect_eq "dead device: invalid_token" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .status')" invalid_token
 	expect_eq "dead device: removed" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .removed')" true
+	expect_eq "dead device: the whole device went" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .pruned')" device
 	list_dev 4001
 	expect_eq "GET no longer lists it" "$(jqb '[.devices[].device_id] | join(",")')" live
 	sim_ctl A POST /reset >/dev/null
 	api R POST /v1/wake '{"extension":"4001","call":{"id":"p2"}}'
 	expect_eq "next wake: one device" "$(jqb '.results | length')" 1
 	expect_eq "nothing pushed to the dead token" "$(sim_ctl A GET /requests | jq --arg t "$dead" '[.[] | select(.token == $t)] | length')" 0
-	check "the removal is counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
+	check "the removal is counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns",pruned="device"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
 	check "the removal is logged with a redacted token" grep -q '"registry: removed a dead token".*"token":"0000…02da"' "$WORK/gw-R.log"
+	expect_eq "logged once" "$(grep -c '"token":"0000…02da"' "$WORK/gw-R.log")" 1
+}
+
+t_dead_alert_token_is_dropped_and_reported() {
+	begin "a dead alert token of a VoIP device: only it goes, the result says so, it is counted"
+	local v r; v=$(tok 735); r=$(tok 736)
+	put_dev 4201 both "{\"provider\":\"apns\",\"token\":\"$v\",\"remote_token\":\"$r\",\"app\":\"phone\"}"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$r\":[{\"status\":410,\"reason\":\"Unregistered\",\"timestamp\":$(( $(date +%s) * 1000 + 60000 ))}]}" >/dev/null
+	# a cancel goes to the alert token when the device has one
+	api R POST /v1/cancel '{"extension":"4201","call":{"id":"dead-alert"},"reason":"answered_elsewhere"}'
+	expect_eq "cancel: 200" "$STATUS" 200
+	expect_eq "it went as an alert push" "$(jqb '.results[0].push_type')" alert
+	expect_eq "status" "$(jqb '.results[0].status')" invalid_token
+	expect_eq "removed: the dead token is no longer registered" "$(jqb '.results[0].removed')" true
+	expect_eq "pruned: only the alert token" "$(jqb '.results[0].pruned')" remote_token
+	get_dev 4201 both
+	expect_eq "the device is still registered" "$STATUS" 200
+	expect_eq "with its VoIP token" "$(jqb .voip)" true
+	expect_eq "without the dead alert token" "$(jqb .remote)" false
+	check "counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns",pruned="remote_token"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
+	expect_eq "logged once, redacted" "$(grep -c '"registry: removed a dead token".*"token":"0000…02e0".*"pruned":"remote_token"' "$WORK/gw-R.log")" 1
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"4201","call":{"id":"after-dead-alert"}}'
+	expect_eq "the next wake still rings it (VoIP)" "$(jqb '[.results[0].status, .results[0].push_type] | join(",")')" sent,voip
+	expect_eq "nothing pushed to the dead alert token" "$(sim_ctl A GET /requests | jq --arg t "$r" '[.[] | select(.token == $t)] | length')" 0
 }
 
 t_reregistered_device_survives_an_old_410() {
@@ -201,6 +228,7 @@ t_crud_round_trips_for_each_form
 t_token_moves_with_its_device
 t_wake_by_extension_reaches_each_device_once
 t_dead_tokens_are_pruned
+t_dead_alert_token_is_dropped_and_reported
 t_reregistered_device_survives_an_old_410
 t_bad_requests_store_nothing
 t_registrations_survive_kill_9

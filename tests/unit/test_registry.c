@@ -543,21 +543,21 @@ static void test_prune(registry *reg)
 {
 	pgw_target t = fcm_target(&apps[0], FCM2);
 	registry_device *d = NULL;
-	bool removed = true;
+	registry_pruned what = REGISTRY_PRUNED_DEVICE;
 	int64_t stamp;
 
 	TEST("prune: removes only the row with that provider, app and token");
 	CHECK(registry_put(reg, "4004", "droid-a", &t, NULL) == PGW_OK);
 	t = fcm_target(&apps[1], FCM2);
 	CHECK(registry_put(reg, "4004", "droid-b", &t, NULL) == PGW_OK);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", FCM2, 0, &removed) == PGW_OK);
-	CHECK(!removed);
-	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &removed) == PGW_OK);
-	CHECK(removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", FCM2, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
+	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_DEVICE);
 	CHECK(!has_device(reg, "4004", "droid-a"));
 	CHECK(has_device(reg, "4004", "droid-b"));
-	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
 
 	TEST("prune: a token registered before the 410 time goes, not one after");
 	t = apns_target(V3, NULL);
@@ -565,30 +565,33 @@ static void test_prune(registry *reg)
 	CHECK(registry_get(reg, "4005", "iphone", &d) == PGW_OK);
 	stamp = d ? d->updated_at_ms : 0;
 	registry_devices_free(d, 1);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
 	usleep(5000);
 	/* Re-registered after the token "died" at stamp + 1: it survives. */
 	CHECK(registry_put(reg, "4005", "iphone", &t, NULL) == PGW_OK);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp + 1, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp + 1, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
 	CHECK(has_device(reg, "4005", "iphone"));
 	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, pgw_wall_ms() + 1000,
-			     &removed) == PGW_OK);
-	CHECK(removed);
+			     &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_DEVICE);
 	CHECK(!has_device(reg, "4005", "iphone"));
 
-	TEST("prune: a dead alert token of a VoIP device drops only that token");
+	TEST("prune: a dead alert token of a VoIP device drops only that token, and says so");
 	t = apns_target(V4, R3);
 	CHECK(registry_put(reg, "4006", "iphone", &t, NULL) == PGW_OK);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_REMOTE_TOKEN);
 	CHECK(registry_get(reg, "4006", "iphone", &d) == PGW_OK);
 	if (d) {
 		CHECK_STR(d->token, V4);
 		CHECK(d->remote_token == NULL);
 	}
 	registry_devices_free(d, 1);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, NULL) == PGW_OK);
 }
 
 static void test_environment(registry *reg)
