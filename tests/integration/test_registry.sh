@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# End-to-end registry: devices registered over the API survive restarts and
-# kill -9, a wake by extension reaches each once, dead tokens are pruned, and
-# bad requests change nothing. Real pushgw, real simulator, real curl.
+# End-to-end registry: devices registered over the API (APNs and FCM, every
+# form) survive restarts and kill -9, a wake by extension reaches each once,
+# dead tokens are pruned, and bad requests change nothing. Real pushgw, real
+# simulator (APNs, FCM and Google OAuth), real curl.
 source tests/integration/lib.sh
 
-start_sim A
-write_config "$WORK/reg.json" A
+# App "phone" has FCM too, through the simulator's OAuth and send endpoints.
+PROJECT=pushgw-test
+make_certs
+start_sim A --sa-pub "pushgw-test@$PROJECT.iam.gserviceaccount.com=$WORK/certs/sa_pub.pem" \
+	--fcm-project "$PROJECT"
+bash tests/sim/make-sa.sh "$WORK/certs" "https://127.0.0.1:$SIM_PORT_A/token" "$PROJECT" >/dev/null
+write_config "$WORK/reg.json" A ".apps.phone.fcm = {service_account_file: \"$WORK/certs/service-account.json\", url: \"https://127.0.0.1:$SIM_PORT_A\"}"
 start_gw R "$WORK/reg.json" || exit 1
 
 PN="TEAM123456.com.example.phone"
@@ -153,6 +159,78 @@ t_reregistered_device_survives_an_old_410() {
 	expect_eq "still registered" "$(n_devices 4101)" 1
 }
 
+# FCM registration tokens: long, with ':' and '-' in them.
+ftok() { printf 'dGVzdDpyZWdpc3RyeQ:APA91bH-registry_%s_%s' "$1" "$(tok "$1" | cut -c50-64)"; }
+redacted() { printf '%s:%s…%s' "$1" "${2:0:4}" "${2: -4}"; }
+fcm_reqs() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.kind == "fcm" and .token == $t)]'; }
+
+t_fcm_round_trips_for_each_form() {
+	begin "FCM: explicit device, pn-provider=fcm fields, a contact with pn-provider=fcm: 201/200/GET/DELETE"
+	local f1 f2 f3; f1=$(ftok 760); f2=$(ftok 761); f3=$(ftok 762)
+	put_dev 6101 pixel "{\"provider\":\"fcm\",\"token\":\"$f1\",\"app\":\"phone\"}"
+	expect_eq "explicit FCM: created" "$STATUS" 201
+	expect_eq "provider" "$(jqb .provider)" fcm
+	expect_eq "app" "$(jqb .app)" phone
+	expect_eq "redacted target" "$(jqb .target)" "$(redacted fcm "$f1")"
+	expect_eq "no APNs-only fields" "$(jqb '[has("voip"), has("remote"), has("environment")] | any')" false
+	put_dev 6101 pixel "{\"provider\":\"fcm\",\"token\":\"$f1\",\"app\":\"phone\"}"
+	expect_eq "same id again: replaced" "$STATUS" 200
+	put_dev 6101 galaxy "{\"pn-provider\":\"fcm\",\"pn-param\":\"$PROJECT\",\"pn-prid\":\"$f2\"}"
+	expect_eq "pn-provider=fcm fields: created" "$STATUS" 201
+	expect_eq "pn-* fields: provider" "$(jqb .provider)" fcm
+	expect_eq "pn-* fields: the project's app" "$(jqb .app)" phone
+	put_dev 6101 "urn%3Auuid%3Aandroid-0003" \
+		"{\"contact\":\"<sip:6101@198.51.100.9:5060;transport=tcp;pn-provider=fcm;pn-param=$PROJECT;pn-prid=$f3>\"}"
+	expect_eq "contact with pn-provider=fcm and the project id: created" "$STATUS" 201
+	expect_eq "contact: target" "$(jqb .target)" "$(redacted fcm "$f3")"
+	list_dev 6101
+	expect_eq "GET lists the three" "$(jqb '[.devices[] | .device_id + "=" + .provider] | join(",")')" \
+		"pixel=fcm,galaxy=fcm,urn:uuid:android-0003=fcm"
+	check "GET shows no full FCM token" bash -c "! grep -qF -e '$f1' -e '$f2' -e '$f3' <<<'$BODY'"
+	get_dev 6101 galaxy
+	expect_eq "GET one FCM device" "$(jqb '[.device_id, .provider, .target] | join(",")')" \
+		"galaxy,fcm,$(redacted fcm "$f2")"
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"6101","call":{"id":"fcm-ext"}}'
+	expect_eq "wake by extension: all sent" "$(jqb '[.results[] | .provider + "=" + .status] | join(",")')" \
+		"fcm=sent,fcm=sent,fcm=sent"
+	expect_eq "each token reached FCM once" \
+		"$(for t in "$f1" "$f2" "$f3"; do fcm_reqs "$t" | jq length; done | tr '\n' ,)" "1,1,1,"
+	api R DELETE /v1/extensions/6101/devices/galaxy "" "$KEY_REG"
+	expect_eq "DELETE an FCM device" "$STATUS" 204
+	api R DELETE /v1/extensions/6101/devices/galaxy "" "$KEY_REG"
+	expect_eq "DELETE it again" "$STATUS" 404
+	expect_eq "two left" "$(n_devices 6101)" 2
+	api R DELETE /v1/extensions/6101 "" "$KEY_REG"
+	expect_eq "DELETE the extension" "$STATUS" 204
+	expect_eq "none left" "$(n_devices 6101)" 0
+}
+
+t_fcm_dead_token_is_pruned() {
+	begin "FCM UNREGISTERED removes the device; the next wake does not push to it"
+	local dead live; dead=$(ftok 770); live=$(ftok 771)
+	put_dev 6201 dead "{\"provider\":\"fcm\",\"token\":\"$dead\",\"app\":\"phone\"}"
+	put_dev 6201 live "{\"contact\":\"<sip:6201@198.51.100.9;pn-provider=fcm;pn-param=$PROJECT;pn-prid=$live>\"}"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$dead\":[{\"status\":404,\"fcm\":\"UNREGISTERED\"}]}" >/dev/null
+	api R POST /v1/wake '{"extension":"6201","call":{"id":"fcm-p1"}}'
+	local sel=".results[] | select(.target == \"$(redacted fcm "$dead")\")"
+	expect_eq "dead device: invalid_token" "$(jqb "$sel | .status")" invalid_token
+	expect_eq "dead device: FCM's reason" "$(jqb "$sel | .reason")" UNREGISTERED
+	expect_eq "dead device: removed" "$(jqb "$sel | .removed")" true
+	expect_eq "dead device: the whole device went" "$(jqb "$sel | .pruned")" device
+	expect_eq "the live one: sent" "$(jqb ".results[] | select(.target == \"$(redacted fcm "$live")\") | .status")" sent
+	list_dev 6201
+	expect_eq "GET no longer lists it" "$(jqb '[.devices[].device_id] | join(",")')" live
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"6201","call":{"id":"fcm-p2"}}'
+	expect_eq "next wake: one device, sent" "$(jqb '[.results[].status] | join(",")')" sent
+	expect_eq "nothing pushed to the dead token" "$(fcm_reqs "$dead" | jq length)" 0
+	expect_eq "the live one pushed" "$(fcm_reqs "$live" | jq length)" 1
+	check "counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="fcm",pruned="device"} 1' \
+		<<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
+}
+
 t_bad_requests_store_nothing() {
 	begin "bad ids, bodies, scopes and apps get the right error and store nothing"
 	local t; t=$(tok 750)
@@ -229,6 +307,8 @@ t_token_moves_with_its_device
 t_wake_by_extension_reaches_each_device_once
 t_dead_tokens_are_pruned
 t_dead_alert_token_is_dropped_and_reported
+t_fcm_round_trips_for_each_form
+t_fcm_dead_token_is_pruned
 t_reregistered_device_survives_an_old_410
 t_bad_requests_store_nothing
 t_registrations_survive_kill_9
