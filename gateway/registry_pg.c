@@ -13,8 +13,8 @@
 #include "pushgw/log.h"
 #include "pushgw/util.h"
 
-/* Enough for the HTTP workers and the callback thread; every replica holds
- * at most this many server connections. */
+/* One per registry queue thread (the callback thread shares them); every
+ * replica holds at most this many server connections. */
 #define POOL_SIZE 4
 /* A call that finds every connection busy this long answers ETIMEOUT. */
 #define ACQUIRE_TIMEOUT_MS 5000
@@ -27,7 +27,9 @@
 #define MIGRATION_LOCK "7075736867770001"
 
 /* Defaults that a URL may override (it comes later in the list). Timeouts
- * bound how long a dead server or a stuck lock holds an HTTP worker. */
+ * bound how long a dead server or a stuck lock holds a registry thread
+ * (a server that stops answering on an open session is bounded by nothing
+ * here: the HTTP API gives up on the call at its own deadline). */
 static const char *const conn_keys[] = {
 	"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
 	"keepalives_count", "tcp_user_timeout", "options", "dbname", NULL,

@@ -1,10 +1,11 @@
 /* Durable device registry (SPEC §3 "Registry"): extension → devices, stored in
  * a SQLite file (registry.path) or in PostgreSQL shared by several replicas
  * (registry.url), with the same semantics. A write returns only once it is
- * durable. Threading: every function may be called from any thread
- * (libmicrohttpd workers); the handle serialises or pools its connections
- * internally. Never call it on the event-loop thread: it does disk or network
- * I/O. A database that cannot be reached makes calls fail with PGW_ECONNECT
+ * durable. Threading: every function may be called from any thread that may
+ * wait (the HTTP API's registry queue, the callback thread); the handle
+ * serialises or pools its connections internally. Never call it on the
+ * event-loop thread or a libmicrohttpd worker: it does disk or network I/O
+ * (see registry_queue.h). A database that cannot be reached makes calls fail with PGW_ECONNECT
  * (or PGW_ETIMEOUT) until it is back; the handle reconnects by itself. */
 #ifndef PUSHGW_REGISTRY_H
 #define PUSHGW_REGISTRY_H
