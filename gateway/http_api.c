@@ -581,13 +581,15 @@ typedef struct async_wake {
 static void count_results(route rt, const pgw_wake *w);
 static void record_wake(route rt, int64_t started_us);
 
-/* Callback thread: prune, render, count, then hand the body to the sender. */
-static bool async_prepare(void *arg, char **body, size_t *len)
+/* Render, count and free an async wake; its result document (or NULL).
+ * prune: drop its dead tokens first — only on a thread that may wait for
+ * the registry, never on the loop. */
+static char *async_finish(async_wake *aw, bool prune, size_t *len)
 {
-	async_wake *aw = arg;
 	char *doc;
 
-	wake_apply_results(aw->wake, aw->api->reg);
+	if (prune)
+		wake_apply_results(aw->wake, aw->api->reg);
 	doc = wake_response_json(aw->wake, len);
 	if (doc) {
 		wake_log(aw->wake);
@@ -598,22 +600,26 @@ static bool async_prepare(void *arg, char **body, size_t *len)
 	wake_free(aw->wake);
 	gen_release(aw->gen);
 	free(aw);
-	*body = doc;
-	return doc != NULL;
+	return doc;
 }
 
-/* Loop thread: every device is final; queue the callback. */
+/* Callback thread: prune, render, count, then hand the body to the sender. */
+static bool async_prepare(void *arg, char **body, size_t *len)
+{
+	*body = async_finish(arg, true, len);
+	return *body != NULL;
+}
+
+/* Loop thread: every device is final; queue the callback. Without the
+ * callback thread the wake is only counted: the loop does not prune. */
 static void on_async_wake_done(void *arg)
 {
 	async_wake *aw = arg;
+	size_t len = 0;
 
 	if (callbacks_submit(aw->api->cbs, wake_callback_url(aw->wake), aw->secret, async_prepare, aw,
-			     aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
-		char *body = NULL;
-		size_t len = 0;
-		if (async_prepare(aw, &body, &len))
-			free(body);
-	}
+			     aw->deadline_ms, wake_id(aw->wake)) != PGW_OK)
+		free(async_finish(aw, false, &len));
 }
 
 static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, const pgw_api_key *key)
@@ -641,11 +647,9 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	wake_ring ring = ring_for(api, aw->gen);
 
 	if (wake_start(aw->wake, api->loop, aw->gen->up, &ring, on_async_wake_done, aw) != PGW_OK) {
-		char *body = NULL;
 		size_t len = 0;
 		json_decref(doc);
-		if (async_prepare(aw, &body, &len))
-			free(body);
+		free(async_finish(aw, false, &len)); /* nothing was sent: nothing to prune */
 		return send_error(c, r, 500, "internal_error", "could not start the wake");
 	}
 	return send_json(c, r, 202, doc);
