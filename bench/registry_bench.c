@@ -212,7 +212,7 @@ static void bench_puts(registry *reg, const bench_opts *o)
 	/* Leave the file at its fill size for the next run. */
 	for (i = base; i < base + 2L * n; i++) {
 		bench_device_make(i, &d);
-		registry_delete_device(reg, d.ext, d.id);
+		registry_delete_device(reg, d.ext, d.id, NULL);
 	}
 	free(lat);
 }

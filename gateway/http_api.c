@@ -1,7 +1,9 @@
 /* The inbound HTTP API on libmicrohttpd: routes, API-key auth, JSON errors,
- * body limits, and wakes that suspend their connection while the loop thread
- * works. Handlers run on libmicrohttpd's worker threads; wake completions
- * come from the loop thread and only resume the connection. A watchdog
+ * body limits. A request that waits — for pushes on the loop thread, or for
+ * a registry call on the registry queue — suspends its connection instead
+ * of holding a worker. Handlers run on libmicrohttpd's worker threads and
+ * never call the registry themselves; completions come from the loop thread
+ * or a registry queue thread and only resume the connection. A watchdog
  * thread of its own closes connections whose request is not in on time. */
 #include "pushgw/http_api.h"
 
@@ -24,6 +26,7 @@
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/ratelimit.h"
+#include "pushgw/registry_queue.h"
 #include "pushgw/util.h"
 #include "pushgw/wake.h"
 
@@ -50,12 +53,29 @@
 #define PER_IP_CONNECTION_LIMIT 256
 /* calls × alert-only devices ringing at once */
 #define RINGING_MAX 10000
+/* Registry calls of requests run on their own threads (registry_queue.h),
+ * as many as the PostgreSQL pool has sessions; past REGISTRY_WAITING_MAX
+ * calls waiting for one, a request is answered 503 at once. */
+#define REGISTRY_THREADS 4
+#define REGISTRY_WAITING_MAX 128
+/* How long a request waits for its registry call before it is answered
+ * 503 registry_unavailable (the call may still complete later). */
+#define REGISTRY_DEADLINE_MS 10000
+/* A wake's extension lookup waits its timeout_ms, at least this long. */
+#define LOOKUP_MIN_MS 1000
+/* Dropping a finished wake's dead tokens: past this the answer goes out
+ * without them ("removed": false). */
+#define UPDATES_DEADLINE_MS 5000
+/* Probes and scrapes wait briefly: a registry that does not answer makes
+ * /readyz 503, and /metrics goes out without the registry size. */
+#define READY_DEADLINE_MS 2000
+#define METRICS_DEADLINE_MS 1000
 
 typedef enum route {
 	ROUTE_UNKNOWN = 0,
 	ROUTE_WAKE,
 	ROUTE_CANCEL,
-	ROUTE_DEVICE,    /* /v1/extensions/{ext}/devices/{device_id}: PUT, DELETE */
+	ROUTE_DEVICE,    /* /v1/extensions/{ext}/devices/{device_id}: GET, PUT, DELETE */
 	ROUTE_DEVICES,   /* /v1/extensions/{ext}/devices: GET */
 	ROUTE_EXTENSION, /* /v1/extensions/{ext}: DELETE */
 	ROUTE_HEALTHZ,
@@ -67,10 +87,12 @@ typedef enum route {
 static const char *const route_names[] = {
 	"other", "/v1/wake", "/v1/cancel", "/v1/extensions/{ext}/devices/{device_id}",
 	"/v1/extensions/{ext}/devices", "/v1/extensions/{ext}", "/healthz", "/readyz", "/metrics"};
-static const char *const route_methods[] = {"", "POST", "POST", "PUT, DELETE", "GET", "DELETE",
+static const char *const route_methods[] = {"", "POST", "POST", "GET, PUT, DELETE", "GET", "DELETE",
 					    "GET", "GET", "GET"};
 
 #define ID_MAX 128
+
+#define FOREIGN_DEVICE "this device belongs to an app the key may not use"
 
 /* One loaded config and the upstream built for it. Requests hold a reference
  * from their first byte to their answer (async wakes: until their callback
@@ -113,16 +135,22 @@ struct http_api {
 	callbacks *cbs;
 	atomic_bool draining;
 	atomic_int in_flight; /* suspended wakes */
+	registry_queue *rq;         /* runs the registry calls of requests */
+	atomic_int registry_waits;  /* requests with a registry call not yet consumed */
 	ratelimit *limits;
 	ringer *ringer;
 	bool mtls; /* /v1/ calls need a client certificate from tls.client_ca_file */
 	int port;
 };
 
+struct reg_call;
+
 typedef struct request {
 	http_api *api;
 	generation *gen; /* config + upstream this request uses */
 	struct MHD_Connection *conn;
+	const pgw_api_key *key; /* once authenticated; in gen's config */
+	struct reg_call *call;  /* while suspended for the registry, until read */
 	route route;
 	bool bad_path;           /* an id in the path is not valid */
 	char ext[ID_MAX + 1];    /* URL-decoded path ids */
@@ -132,6 +160,7 @@ typedef struct request {
 	bool too_large;
 	char retry_after[12]; /* for a 429 */
 	pgw_wake *wake;
+	bool wake_started; /* handed to the loop: the next call finishes it */
 	atomic_int wake_done;
 	int64_t started_us;
 } request;
@@ -473,43 +502,234 @@ static const pgw_api_key *authenticate(const pgw_config *cfg, struct MHD_Connect
 	return found;
 }
 
+/* ---- registry calls, off the request threads ---- */
+
+/* What a request asks of the registry. */
+typedef enum reg_op {
+	REG_PUT,
+	REG_GET,
+	REG_LIST,
+	REG_DELETE_DEVICE,
+	REG_DELETE_EXTENSION,
+	REG_LOOKUP,  /* a wake's extension */
+	REG_READY,   /* /readyz */
+	REG_COUNT,   /* /metrics: the registry size */
+	REG_UPDATES, /* a finished wake's dead tokens and APNs hosts */
+} reg_op;
+
+/* One request's registry call. The request stays suspended while a registry
+ * queue thread runs it, and reads the outcome on resume only if the call
+ * finished in time (neither refused nor timed out). Shared by the request
+ * and the queue, whichever lets go last frees it; it holds a reference on
+ * its generation of its own, as the work may outlive the request. */
+typedef struct reg_call {
+	atomic_int refs;
+	reg_op op;
+	http_api *api;
+	generation *gen;
+	struct MHD_Connection *conn;
+	/* inputs, the call's own */
+	char ext[ID_MAX + 1], device_id[ID_MAX + 1];
+	pgw_target target;  /* REG_PUT */
+	registry_apps apps; /* the key's, in gen's config */
+	wake_updates *updates;
+	/* how it ended */
+	pgw_err refused; /* the queue did not take it: PGW_EFULL, PGW_ESTATE, … */
+	bool timed_out;
+	/* the outcome, when neither */
+	pgw_err rc;
+	bool created, healthy;
+	registry_device *devs;
+	size_t n;
+	uint64_t count;
+} reg_call;
+
+/* The apps a key's registry calls may touch (none listed: every app). */
+static registry_apps key_apps(const pgw_api_key *key)
+{
+	return (registry_apps){key->apps, key->n_apps};
+}
+
+/* A call for r (the request's reference), or NULL on ENOMEM. */
+static reg_call *call_new(request *r, reg_op op)
+{
+	reg_call *k = calloc(1, sizeof *k);
+
+	if (!k)
+		return NULL;
+	atomic_init(&k->refs, 1);
+	k->op = op;
+	k->api = r->api;
+	k->gen = r->gen;
+	atomic_fetch_add(&r->gen->refs, 1);
+	k->conn = r->conn;
+	memcpy(k->ext, r->ext, sizeof k->ext);
+	memcpy(k->device_id, r->device_id, sizeof k->device_id);
+	if (r->key)
+		k->apps = key_apps(r->key);
+	return k;
+}
+
+static void call_unref(reg_call *k)
+{
+	if (!k || atomic_fetch_sub(&k->refs, 1) != 1)
+		return;
+	target_clear(&k->target);
+	registry_devices_free(k->devs, k->n);
+	wake_updates_free(k->updates);
+	gen_release(k->gen);
+	free(k);
+}
+
+/* A registry queue thread: the call itself. */
+static void call_work(void *arg)
+{
+	reg_call *k = arg;
+	registry *reg = k->api->reg;
+
+	switch (k->op) {
+	case REG_PUT:
+		k->rc = registry_put_stored(reg, k->ext, k->device_id, &k->target, &k->apps,
+					    &k->created, &k->devs);
+		k->n = k->devs ? 1 : 0;
+		break;
+	case REG_GET:
+		k->rc = registry_get(reg, k->ext, k->device_id, &k->devs);
+		k->n = k->devs ? 1 : 0;
+		break;
+	case REG_LIST:
+	case REG_LOOKUP:
+		k->rc = registry_list(reg, k->ext, &k->devs, &k->n);
+		break;
+	case REG_DELETE_DEVICE:
+		k->rc = registry_delete_device(reg, k->ext, k->device_id, &k->apps);
+		break;
+	case REG_DELETE_EXTENSION:
+		k->rc = registry_delete_extension(reg, k->ext, &k->apps);
+		break;
+	case REG_READY:
+		k->healthy = registry_healthy(reg);
+		break;
+	case REG_COUNT:
+		k->rc = registry_count(reg, &k->count);
+		break;
+	case REG_UPDATES:
+		wake_updates_apply(k->updates, reg);
+		break;
+	}
+}
+
+/* A queue thread, or the queue's deadline thread: hand the request back to
+ * libmicrohttpd, which calls on_request() again. */
+static void call_finish(void *arg, bool timed_out)
+{
+	reg_call *k = arg;
+
+	k->timed_out = timed_out;
+	MHD_resume_connection(k->conn);
+}
+
+static void call_release(void *arg)
+{
+	call_unref(arg);
+}
+
+/* Suspend the request and queue k, which r owns from now on. A queue that
+ * refuses it (full, shutting down) answers through the same resume, so
+ * there is one way back. Suspending first: the call may finish before
+ * the submit returns. */
+static enum MHD_Result call_start(struct MHD_Connection *c, request *r, reg_call *k,
+				  int64_t budget_ms)
+{
+	http_api *api = r->api;
+	pgw_err err;
+
+	r->call = k;
+	atomic_fetch_add(&api->registry_waits, 1);
+	atomic_fetch_add(&k->refs, 1); /* the queue's */
+	MHD_suspend_connection(c);
+	err = registry_queue_submit(api->rq, call_work, call_finish, call_release, k,
+				    pgw_now_ms() + budget_ms);
+	if (err != PGW_OK) {
+		atomic_fetch_sub(&k->refs, 1);
+		k->refused = err;
+		MHD_resume_connection(c);
+	}
+	return MHD_YES;
+}
+
+/* A call whose outcome may be read. */
+static bool call_answered(const reg_call *k)
+{
+	return k->refused == PGW_OK && !k->timed_out;
+}
+
+/* The 503 for a call that did not run in time or failed; field prefixes
+ * the message ("extension: "). */
+static enum MHD_Result call_failed(struct MHD_Connection *c, request *r, const reg_call *k,
+				   const char *field)
+{
+	char msg[200];
+
+	if (k->refused == PGW_ESTATE)
+		return send_error(c, r, 503, "shutting_down",
+				  "the gateway is shutting down; retry on another instance");
+	if (k->refused == PGW_EFULL)
+		snprintf(msg, sizeof msg, "%stoo many registry calls are waiting; retry shortly", field);
+	else if (k->timed_out)
+		snprintf(msg, sizeof msg, "%sthe registry did not answer in time", field);
+	else
+		snprintf(msg, sizeof msg, "%sthe registry cannot serve this now (%s)", field,
+			 pgw_strerror(k->refused ? k->refused : k->rc));
+	return send_error(c, r, 503, "registry_unavailable", msg);
+}
+
+/* ---- probes ---- */
+
 static enum MHD_Result serve_metrics(struct MHD_Connection *c, request *r)
 {
 	size_t len = 0;
-	uint64_t devices = 0;
 	char *text;
 
-	if (r->api->reg && registry_count(r->api->reg, &devices) == PGW_OK)
-		metrics_gauge("pushgw_registry_devices", "", (double)devices);
 	metrics_gauge("pushgw_wakes_in_flight", "", atomic_load(&r->api->in_flight));
 	if (r->api->cbs)
 		metrics_gauge("pushgw_callbacks_pending", "",
 			      (double)callbacks_pending(r->api->cbs));
 	text = metrics_render(&len);
-
 	if (!text)
 		return MHD_NO;
 	return send_body(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-static enum MHD_Result serve_get(struct MHD_Connection *c, request *r, const char *method)
+/* /readyz and /metrics ask the registry through the queue too: a database
+ * that hangs must not hold the thread a liveness probe needs. */
+static enum MHD_Result serve_probe(struct MHD_Connection *c, request *r)
 {
 	http_api *api = r->api;
+	reg_call *k;
 
-	switch (r->route) {
-	case ROUTE_HEALTHZ:
-		return send_text(c, r, 200, "ok\n");
-	case ROUTE_READYZ:
-		if (atomic_load(&api->draining))
-			return send_text(c, r, 503, "draining\n");
-		if (api->reg && !registry_healthy(api->reg))
-			return send_text(c, r, 503, "registry unavailable\n");
-		return send_text(c, r, 200, "ready\n");
-	case ROUTE_METRICS:
+	if (r->route == ROUTE_READYZ && atomic_load(&api->draining))
+		return send_text(c, r, 503, "draining\n");
+	if (!api->reg)
+		return r->route == ROUTE_READYZ ? send_text(c, r, 200, "ready\n") : serve_metrics(c, r);
+	k = call_new(r, r->route == ROUTE_READYZ ? REG_READY : REG_COUNT);
+	if (!k)
+		return send_error(c, r, 500, "internal_error", "out of memory");
+	return call_start(c, r, k, r->route == ROUTE_READYZ ? READY_DEADLINE_MS : METRICS_DEADLINE_MS);
+}
+
+static enum MHD_Result answer_probe(struct MHD_Connection *c, request *r, const reg_call *k)
+{
+	if (k->op == REG_COUNT) {
+		if (call_answered(k) && k->rc == PGW_OK)
+			metrics_gauge("pushgw_registry_devices", "", (double)k->count);
 		return serve_metrics(c, r);
-	default:
-		return send_error(c, r, 404, "not_found", "no such route");
 	}
+	if (atomic_load(&r->api->draining))
+		return send_text(c, r, 503, "draining\n");
+	if (!call_answered(k) || !k->healthy)
+		return send_text(c, r, 503, "registry unavailable\n");
+	return send_text(c, r, 200, "ready\n");
 }
 
 static void on_wake_done(void *arg)
@@ -536,13 +756,15 @@ typedef struct async_wake {
 static void count_results(route rt, const pgw_wake *w);
 static void record_wake(route rt, int64_t started_us);
 
-/* Callback thread: prune, render, count, then hand the body to the sender. */
-static bool async_prepare(void *arg, char **body, size_t *len)
+/* Render, count and free an async wake; its result document (or NULL).
+ * prune: drop its dead tokens first — only on a thread that may wait for
+ * the registry, never on the loop. */
+static char *async_finish(async_wake *aw, bool prune, size_t *len)
 {
-	async_wake *aw = arg;
 	char *doc;
 
-	wake_apply_results(aw->wake, aw->api->reg);
+	if (prune)
+		wake_apply_results(aw->wake, aw->api->reg);
 	doc = wake_response_json(aw->wake, len);
 	if (doc) {
 		wake_log(aw->wake);
@@ -553,22 +775,26 @@ static bool async_prepare(void *arg, char **body, size_t *len)
 	wake_free(aw->wake);
 	gen_release(aw->gen);
 	free(aw);
-	*body = doc;
-	return doc != NULL;
+	return doc;
 }
 
-/* Loop thread: every device is final; queue the callback. */
+/* Callback thread: prune, render, count, then hand the body to the sender. */
+static bool async_prepare(void *arg, char **body, size_t *len)
+{
+	*body = async_finish(arg, true, len);
+	return *body != NULL;
+}
+
+/* Loop thread: every device is final; queue the callback. Without the
+ * callback thread the wake is only counted: the loop does not prune. */
 static void on_async_wake_done(void *arg)
 {
 	async_wake *aw = arg;
+	size_t len = 0;
 
 	if (callbacks_submit(aw->api->cbs, aw->slot, wake_callback_url(aw->wake), aw->secret,
-			     async_prepare, aw, aw->deadline_ms, wake_id(aw->wake)) != PGW_OK) {
-		char *body = NULL;
-		size_t len = 0;
-		if (async_prepare(aw, &body, &len))
-			free(body);
-	}
+			     async_prepare, aw, aw->deadline_ms, wake_id(aw->wake)) != PGW_OK)
+		free(async_finish(aw, false, &len)); /* the submit released the slot */
 }
 
 static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, const pgw_api_key *key)
@@ -614,12 +840,10 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	wake_ring ring = ring_for(api, aw->gen);
 
 	if (wake_start(aw->wake, api->loop, aw->gen->up, &ring, on_async_wake_done, aw) != PGW_OK) {
-		char *body = NULL;
 		size_t len = 0;
 		json_decref(doc);
 		callbacks_release(api->cbs, slot);
-		if (async_prepare(aw, &body, &len))
-			free(body);
+		free(async_finish(aw, false, &len)); /* nothing was sent: nothing to prune */
 		return send_error(c, r, 500, "internal_error", "could not start the wake");
 	}
 	return send_json(c, r, 202, doc);
@@ -649,21 +873,48 @@ static void count_results(route rt, const pgw_wake *w)
 	wake_each_result(w, count_one, &rt);
 }
 
-static enum MHD_Result finish_wake(struct MHD_Connection *c, request *r)
+/* Render, log, count and answer a finished wake. */
+static enum MHD_Result answer_wake(struct MHD_Connection *c, request *r)
 {
 	size_t len = 0;
-	char *doc;
+	char *doc = wake_response_json(r->wake, &len);
 
-	wake_apply_results(r->wake, r->api->reg);
-	doc = wake_response_json(r->wake, &len);
-
-	atomic_fetch_sub(&r->api->in_flight, 1);
 	if (!doc)
 		return send_error(c, r, 500, "internal_error", "out of memory");
 	wake_log(r->wake);
 	count_results(r->route, r->wake);
 	record_wake(r->route, r->started_us);
 	return send_body(c, r, 200, "application/json", doc, len);
+}
+
+/* Every push is final. Dead tokens and learnt APNs hosts go to the registry
+ * first, on the registry queue; the answer waits for that (so "removed"
+ * says what happened), at most UPDATES_DEADLINE_MS. */
+static enum MHD_Result finish_wake(struct MHD_Connection *c, request *r)
+{
+	wake_updates *u = r->api->reg ? wake_updates_new(r->wake) : NULL;
+	enum MHD_Result ret;
+	reg_call *k;
+
+	if (u) {
+		k = call_new(r, REG_UPDATES);
+		if (k) {
+			k->updates = u;
+			ret = call_start(c, r, k, UPDATES_DEADLINE_MS);
+			atomic_fetch_sub(&r->api->in_flight, 1);
+			return ret;
+		}
+		wake_updates_free(u);
+	}
+	atomic_fetch_sub(&r->api->in_flight, 1);
+	return answer_wake(c, r);
+}
+
+static enum MHD_Result answer_updates(struct MHD_Connection *c, request *r, const reg_call *k)
+{
+	if (call_answered(k))
+		wake_updates_report(k->updates, r->wake);
+	return answer_wake(c, r);
 }
 
 static void record_wake(route rt, int64_t started_us)
@@ -720,13 +971,39 @@ static bool body_acceptable(struct MHD_Connection *c, request *r, enum MHD_Resul
 	return true;
 }
 
+/* The wake's devices are all known: make its pushes and hand it to the
+ * loop (or to the callback path), the request suspended meanwhile. */
+static enum MHD_Result launch_wake(struct MHD_Connection *c, request *r,
+				   const registry_device *devs, size_t n)
+{
+	http_api *api = r->api;
+	pgw_http_error err = {0};
+	wake_ring ring;
+
+	if (wake_resolve(r->wake, devs, n, r->gen->cfg, r->key, &err) != PGW_OK)
+		return send_error(c, r, err.status, err.code, err.message);
+	if (wake_callback_url(r->wake))
+		return start_async_wake(c, r, r->key);
+	atomic_fetch_add(&api->in_flight, 1);
+	r->wake_started = true;
+	MHD_suspend_connection(c);
+	ring = ring_for(api, r->gen);
+	if (wake_start(r->wake, api->loop, r->gen->up, &ring, on_wake_done, r) != PGW_OK) {
+		/* could not reach the loop: answer now instead of hanging */
+		atomic_store(&r->wake_done, -1);
+		MHD_resume_connection(c);
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 {
 	http_api *api = r->api;
 	pgw_http_error err = {0};
 	enum MHD_Result ret = MHD_NO;
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_WAKE, &ret);
-
+	int64_t budget;
+	reg_call *k;
 	int wait_s = 1;
 	char msg[160];
 
@@ -741,21 +1018,26 @@ static enum MHD_Result start_wake(struct MHD_Connection *c, request *r)
 	}
 	if (!body_acceptable(c, r, &ret))
 		return ret;
-	if (wake_parse(r->body ? r->body : "", r->len, r->gen->cfg, key, api->reg,
+	if (wake_parse(r->body ? r->body : "", r->len, r->gen->cfg, key,
 		       r->route == ROUTE_WAKE ? PGW_PUSH_CALL : PGW_PUSH_CANCEL, &r->wake, &err) != PGW_OK)
 		return send_error(c, r, err.status, err.code, err.message);
-	if (wake_callback_url(r->wake))
-		return start_async_wake(c, r, key);
-	atomic_fetch_add(&api->in_flight, 1);
-	MHD_suspend_connection(c);
-	wake_ring ring = ring_for(api, r->gen);
+	r->key = key;
+	if (!wake_extension(r->wake) || !api->reg)
+		return launch_wake(c, r, NULL, 0);
+	/* the extension's devices: a registry read, on the registry queue */
+	k = call_new(r, REG_LOOKUP);
+	if (!k)
+		return send_error(c, r, 500, "internal_error", "out of memory");
+	snprintf(k->ext, sizeof k->ext, "%s", wake_extension(r->wake));
+	budget = wake_lookup_budget_ms(r->wake);
+	return call_start(c, r, k, budget > LOOKUP_MIN_MS ? budget : LOOKUP_MIN_MS);
+}
 
-	if (wake_start(r->wake, api->loop, r->gen->up, &ring, on_wake_done, r) != PGW_OK) {
-		/* could not reach the loop: answer now instead of hanging */
-		atomic_store(&r->wake_done, -1);
-		MHD_resume_connection(c);
-	}
-	return MHD_YES;
+static enum MHD_Result answer_lookup(struct MHD_Connection *c, request *r, const reg_call *k)
+{
+	if (!call_answered(k) || k->rc != PGW_OK)
+		return call_failed(c, r, k, "extension: ");
+	return launch_wake(c, r, k->devs, k->n);
 }
 
 static void format_time(int64_t ms, char *out, size_t n)
@@ -797,33 +1079,18 @@ static json_t *device_json(const registry_device *d, const pgw_config *cfg)
 }
 
 
-static enum MHD_Result registry_failed(struct MHD_Connection *c, request *r, pgw_err rc)
-{
-	char msg[128];
-
-	snprintf(msg, sizeof msg, "the registry cannot serve this now (%s)", pgw_strerror(rc));
-	return send_error(c, r, 503, "registry_unavailable", msg);
-}
-
-static bool app_allowed(const pgw_config *cfg, const pgw_api_key *key, const char *app_name)
-{
-	const pgw_app_conf *app = config_app_find(cfg, app_name);
-
-	return !app || config_key_allows_app(key, app);
-}
+/* ---- registry routes: checked here, stored on the registry queue ---- */
 
 static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 {
-	http_api *api = r->api;
 	const pgw_config *cfg = r->gen->cfg;
 	enum MHD_Result ret = MHD_NO;
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
-	registry_device *stored = NULL;
 	pgw_field_error ferr = {{0}, {0}};
 	json_error_t jerr;
 	json_t *doc;
 	pgw_target t;
-	bool created = false;
+	reg_call *k;
 	char msg[400];
 	pgw_err rc;
 
@@ -846,102 +1113,126 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 		return send_error(c, r, rc == PGW_EAUTH ? 403 : 400,
 				  rc == PGW_EAUTH ? "forbidden" : "invalid_request", msg);
 	}
-	/* The stored row comes back from the write itself: a read after it
-	 * could already miss the row if another request or replica moved the
-	 * token away in between. */
-	rc = registry_put_stored(api->reg, r->ext, r->device_id, &t, &created, &stored);
-	target_clear(&t);
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	metrics_count("pushgw_registrations_total", created ? "result=\"created\"" : "result=\"replaced\"", 1);
-	ret = send_json(c, r, created ? 201 : 200, device_json(stored, cfg));
-	registry_devices_free(stored, 1);
-	return ret;
-}
-
-static enum MHD_Result serve_devices_get(struct MHD_Connection *c, request *r, const pgw_api_key *key)
-{
-	const pgw_config *cfg = r->gen->cfg;
-	registry_device *devs = NULL;
-	json_t *list = json_array();
-	size_t i, n = 0;
-	pgw_err rc = registry_list(r->api->reg, r->ext, &devs, &n);
-
-	if (rc != PGW_OK) {
-		json_decref(list);
-		return registry_failed(c, r, rc);
+	r->key = key;
+	k = call_new(r, REG_PUT);
+	if (!k) {
+		target_clear(&t);
+		return send_error(c, r, 500, "internal_error", "out of memory");
 	}
-	for (i = 0; i < n; i++)
-		if (app_allowed(cfg, key, devs[i].app))
-			json_array_append_new(list, device_json(&devs[i], cfg));
-	registry_devices_free(devs, n);
-	return send_json(c, r, 200, json_pack("{s:s,s:o}", "extension", r->ext, "devices", list));
+	k->target = t; /* the call's now */
+	return call_start(c, r, k, REGISTRY_DEADLINE_MS);
 }
 
-static enum MHD_Result serve_device_delete(struct MHD_Connection *c, request *r, const pgw_api_key *key)
+/* The stored row comes back from the write itself: a read after it could
+ * already miss the row if another request or replica moved the token away
+ * in between. */
+static enum MHD_Result answer_put(struct MHD_Connection *c, request *r, const reg_call *k)
 {
-	registry_device *d = NULL;
-	pgw_err rc = registry_get(r->api->reg, r->ext, r->device_id, &d);
-
-	if (rc == PGW_ENOTFOUND)
-		return send_error(c, r, 404, "not_found", "no such device under this extension");
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	if (!app_allowed(r->gen->cfg, key, d->app)) {
-		registry_devices_free(d, 1);
-		return send_error(c, r, 403, "forbidden", "this device belongs to an app the key may not use");
-	}
-	registry_devices_free(d, 1);
-	rc = registry_delete_device(r->api->reg, r->ext, r->device_id);
-	if (rc == PGW_ENOTFOUND)
-		return send_error(c, r, 404, "not_found", "no such device under this extension");
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	return send_body(c, r, 204, "application/json", strdup(""), 0);
+	if (call_answered(k) && k->rc == PGW_EAUTH)
+		return send_error(c, r, 403, "forbidden", FOREIGN_DEVICE);
+	if (!call_answered(k) || k->rc != PGW_OK || !k->devs)
+		return call_failed(c, r, k, "");
+	metrics_count("pushgw_registrations_total", k->created ? "result=\"created\"" : "result=\"replaced\"", 1);
+	return send_json(c, r, k->created ? 201 : 200, device_json(k->devs, r->gen->cfg));
 }
 
-static enum MHD_Result serve_extension_delete(struct MHD_Connection *c, request *r,
-					      const pgw_api_key *key)
-{
-	registry_device *devs = NULL;
-	size_t i, n = 0;
-	bool allowed = true;
-	pgw_err rc = registry_list(r->api->reg, r->ext, &devs, &n);
-
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	for (i = 0; i < n; i++)
-		if (!app_allowed(r->gen->cfg, key, devs[i].app))
-			allowed = false;
-	registry_devices_free(devs, n);
-	if (n == 0)
-		return send_error(c, r, 404, "not_found", "no devices under this extension");
-	if (!allowed)
-		return send_error(c, r, 403, "forbidden", "the extension has devices of an app the key may not use");
-	rc = registry_delete_extension(r->api->reg, r->ext);
-	if (rc == PGW_ENOTFOUND)
-		return send_error(c, r, 404, "not_found", "no devices under this extension");
-	if (rc != PGW_OK)
-		return registry_failed(c, r, rc);
-	return send_body(c, r, 204, "application/json", strdup(""), 0);
-}
-
-/* GET and DELETE on the registry: no body, answered on the first call. */
-static enum MHD_Result serve_registry(struct MHD_Connection *c, request *r)
+/* GET and DELETE on the registry: no body. */
+static enum MHD_Result serve_registry(struct MHD_Connection *c, request *r, const char *method)
 {
 	enum MHD_Result ret = MHD_NO;
 	const pgw_api_key *key = require_key(c, r, PGW_SCOPE_REGISTER, &ret);
+	bool delete = strcmp(method, "DELETE") == 0;
+	reg_op op;
+	reg_call *k;
 
 	if (!key)
 		return ret;
-	switch (r->route) {
-	case ROUTE_DEVICES:
-		return serve_devices_get(c, r, key);
-	case ROUTE_DEVICE:
-		return serve_device_delete(c, r, key);
+	if (r->route == ROUTE_DEVICES)
+		op = REG_LIST;
+	else if (r->route == ROUTE_DEVICE)
+		op = delete ? REG_DELETE_DEVICE : REG_GET;
+	else
+		op = REG_DELETE_EXTENSION;
+	r->key = key;
+	k = call_new(r, op);
+	if (!k)
+		return send_error(c, r, 500, "internal_error", "out of memory");
+	return call_start(c, r, k, REGISTRY_DEADLINE_MS);
+}
+
+/* The list, only the devices of apps the key may use. */
+static enum MHD_Result answer_list(struct MHD_Connection *c, request *r, const reg_call *k)
+{
+	json_t *list = json_array();
+	size_t i;
+
+	for (i = 0; i < k->n; i++)
+		if (registry_apps_allow(&k->apps, k->devs[i].app))
+			json_array_append_new(list, device_json(&k->devs[i], r->gen->cfg));
+	return send_json(c, r, 200, json_pack("{s:s,s:o}", "extension", r->ext, "devices", list));
+}
+
+/* One device, as its list entry shows it; a device of an app the key may
+ * not use is not found, as the list leaves it out. The deletes check the
+ * app inside the write (no check-then-act); a key limited to some apps
+ * deleting an extension removes that extension's devices of those apps,
+ * the ones its list shows, and leaves the others. */
+static enum MHD_Result answer_registry(struct MHD_Connection *c, request *r, const reg_call *k)
+{
+	pgw_err rc = k->rc;
+
+	if (!call_answered(k))
+		return call_failed(c, r, k, "");
+	if (k->op == REG_GET && rc == PGW_OK && !registry_apps_allow(&k->apps, k->devs->app))
+		rc = PGW_ENOTFOUND;
+	if (rc == PGW_ENOTFOUND)
+		return send_error(c, r, 404, "not_found",
+				  k->op == REG_DELETE_EXTENSION ? "no devices under this extension"
+								: "no such device under this extension");
+	if (rc == PGW_EAUTH)
+		return send_error(c, r, 403, "forbidden", FOREIGN_DEVICE);
+	if (rc != PGW_OK)
+		return call_failed(c, r, k, "");
+	switch (k->op) {
+	case REG_LIST:
+		return answer_list(c, r, k);
+	case REG_GET:
+		return send_json(c, r, 200, device_json(k->devs, r->gen->cfg));
 	default:
-		return serve_extension_delete(c, r, key);
+		return send_body(c, r, 204, "application/json", strdup(""), 0);
 	}
+}
+
+/* Resumed after a registry call: answer (or go on to the next step) by
+ * what the call was for; the call is let go after. */
+static enum MHD_Result on_call_done(struct MHD_Connection *c, request *r)
+{
+	reg_call *k = r->call;
+	enum MHD_Result ret;
+
+	r->call = NULL;
+	switch (k->op) {
+	case REG_PUT:
+		ret = answer_put(c, r, k);
+		break;
+	case REG_LOOKUP:
+		ret = answer_lookup(c, r, k);
+		break;
+	case REG_UPDATES:
+		ret = answer_updates(c, r, k);
+		break;
+	case REG_READY:
+	case REG_COUNT:
+		ret = answer_probe(c, r, k);
+		break;
+	default:
+		ret = answer_registry(c, r, k);
+	}
+	/* after: a lookup's wake counts as in flight by now, so a drain
+	 * never sees neither */
+	atomic_fetch_sub(&r->api->registry_waits, 1);
+	call_unref(k);
+	return ret;
 }
 
 static bool append_body(request *r, const char *data, size_t n, size_t max)
@@ -1000,7 +1291,8 @@ static bool client_cert_valid(struct MHD_Connection *c)
 	return gnutls_certificate_verify_peers2(session, &status) == 0 && status == 0;
 }
 
-/* First call for a request: route it; answer at once what needs no body. */
+/* First call for a request: route it; answer at once what needs nothing
+ * more. What needs the registry is answered once the request is in. */
 static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const char *method)
 {
 	http_api *api = r->api;
@@ -1013,8 +1305,11 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 		snprintf(msg, sizeof msg, "use %s", route_methods[r->route]);
 		return send_error(c, r, 405, "method_not_allowed", msg);
 	}
-	if (r->route >= ROUTE_HEALTHZ)
-		return serve_get(c, r, method); /* probes and scrapes need no client cert */
+	/* probes and scrapes need no client cert */
+	if (r->route == ROUTE_HEALTHZ)
+		return send_text(c, r, 200, "ok\n");
+	if (r->route > ROUTE_HEALTHZ)
+		return MHD_YES;
 	if (api->mtls && !client_cert_valid(c)) {
 		pgw_log(PGW_LOG_WARN, "refused a client without a valid certificate", NULL);
 		return MHD_NO; /* close: no answer for an unauthenticated peer */
@@ -1027,7 +1322,7 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 	if (r->route != ROUTE_WAKE && r->route != ROUTE_CANCEL && !api->reg)
 		return send_error(c, r, 503, "registry_unavailable", "no registry is configured");
 	if (!takes_body(r->route, method))
-		return serve_registry(c, r);
+		return MHD_YES;
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl && strtoull(cl, NULL, 10) > r->gen->cfg->max_body_bytes)
 		r->too_large = true; /* answered once the body is drained */
@@ -1055,7 +1350,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			return MHD_NO; /* timed out as it came in */
 		return on_first_call(c, r, method);
 	}
-	if (r->wake) {
+	if (r->call)
+		return on_call_done(c, r);
+	if (r->wake_started) {
+		r->wake_started = false;
 		if (atomic_load(&r->wake_done) < 0)
 			return send_error(c, r, 500, "internal_error", "could not start the wake");
 		return finish_wake(c, r);
@@ -1066,11 +1364,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (!watch_arm(api, c, 0)) /* the body is in, unless too late */
+	if (!watch_arm(api, c, 0)) /* the request is in, unless too late */
 		return MHD_NO;
-	if (r->route == ROUTE_DEVICE)
-		return serve_device_put(c, r);
-	return start_wake(c, r);
+	switch (r->route) {
+	case ROUTE_READYZ:
+	case ROUTE_METRICS:
+		return serve_probe(c, r);
+	case ROUTE_WAKE:
+	case ROUTE_CANCEL:
+		return start_wake(c, r);
+	default:
+		if (takes_body(r->route, method))
+			return serve_device_put(c, r);
+		return serve_registry(c, r, method);
+	}
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
@@ -1082,6 +1389,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	watch_arm(cls, c, WAIT_TIME_S);
 	if (!r)
 		return;
+	if (r->call) { /* answered already, but never read: closed meanwhile */
+		atomic_fetch_sub(&r->api->registry_waits, 1);
+		call_unref(r->call);
+	}
 	wake_free(r->wake);
 	gen_release(r->gen);
 	free(r->body);
@@ -1174,8 +1485,10 @@ static http_api *api_new(const http_api_deps *deps)
 	api->cbs = deps->cbs;
 	api->current = calloc(1, sizeof *api->current);
 	if (!api->current || ratelimit_new(&api->limits) != PGW_OK ||
-	    ringer_new(deps->loop, RINGING_MAX, &api->ringer) != PGW_OK) {
+	    ringer_new(deps->loop, RINGING_MAX, &api->ringer) != PGW_OK ||
+	    registry_queue_new(REGISTRY_THREADS, REGISTRY_WAITING_MAX, &api->rq) != PGW_OK) {
 		ratelimit_free(api->limits);
+		ringer_free(api->ringer);
 		free(api->current);
 		free(api);
 		return NULL;
@@ -1250,6 +1563,7 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d%s", cfg->path, cfg->listen_host,
 			 cfg->listen_port, cfg->tls_enabled ? " (or the tls files are not a usable PEM cert and key)" : "");
 		watchdog_stop(api);
+		registry_queue_free(api->rq);
 		ratelimit_free(api->limits);
 		ringer_free(api->ringer);
 		pthread_cond_destroy(&api->watch_cv);
@@ -1270,11 +1584,12 @@ bool http_api_drain(http_api *api, int grace_ms)
 	int64_t until = pgw_now_ms() + grace_ms;
 
 	atomic_store(&api->draining, true);
-	while (atomic_load(&api->in_flight) > 0 && pgw_now_ms() < until)
+	while ((atomic_load(&api->in_flight) > 0 || atomic_load(&api->registry_waits) > 0) &&
+	       pgw_now_ms() < until)
 		usleep(10000);
 	/* let the resumed connections write their answers */
 	usleep(50000);
-	return atomic_load(&api->in_flight) == 0;
+	return atomic_load(&api->in_flight) == 0 && atomic_load(&api->registry_waits) == 0;
 }
 
 void http_api_swap(http_api *api, const pgw_config *cfg, upstream *up)
@@ -1314,8 +1629,13 @@ void http_api_free(http_api *api)
 
 	if (!api)
 		return;
+	/* Every request still waiting for the registry is answered now:
+	 * libmicrohttpd must not be stopped with a connection suspended. */
+	registry_queue_shutdown(api->rq);
 	MHD_stop_daemon(api->daemon);
 	watchdog_stop(api);
+	/* waits for a registry call still running; its generation goes back */
+	registry_queue_free(api->rq);
 	ratelimit_free(api->limits);
 	ringer_free(api->ringer); /* releases the generations ringing calls held */
 	/* every request is gone: hand back whatever generations remain */

@@ -104,7 +104,7 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_upstream_tls_handshakes_total", "counter", "TLS handshakes completed with APNs, FCM and OAuth.");
 	metrics_describe("pushgw_token_refreshes_total", "counter", "APNs provider tokens signed and FCM OAuth tokens fetched.");
 	metrics_describe("pushgw_registry_devices", "gauge", "Devices in the registry.");
-	metrics_describe("pushgw_registry_pruned_total", "counter", "Registrations removed because the service called the token dead.");
+	metrics_describe("pushgw_registry_pruned_total", "counter", "Dead tokens dropped from the registry: the whole device (pruned=\"device\"), or only an iOS alert token of a device that keeps its VoIP token (pruned=\"remote_token\").");
 	metrics_describe("pushgw_registrations_total", "counter", "Device registrations by result (created, replaced).");
 	metrics_describe("pushgw_wakes_in_flight", "gauge", "Wakes waiting for upstream answers.");
 	metrics_describe("pushgw_callbacks_total", "counter", "Result callbacks by outcome (delivered, failed).");

@@ -1,5 +1,5 @@
 /* Device registry front (SPEC §3 "Registry"): checks arguments, logs moves
- * and prunes, and hands storage to the backend the config names — SQLite
+ * (callers log prunes: they know why), and hands storage to the backend the config names — SQLite
  * (registry.path) or PostgreSQL shared by replicas (registry.url). Any
  * thread but the event loop's may call any function. */
 #include "pushgw/registry.h"
@@ -130,15 +130,32 @@ static bool target_storable(const pgw_target *t)
 
 /* ---- writes ---- */
 
+bool registry_apps_allow(const registry_apps *apps, const char *app_name)
+{
+	size_t i;
+
+	if (!apps || apps->n == 0)
+		return true;
+	for (i = 0; app_name && i < apps->n; i++)
+		if (apps->names[i] && strcmp(apps->names[i], app_name) == 0)
+			return true;
+	return false;
+}
+
 static pgw_err put_outcome(registry *reg, const char *ext, const char *device_id,
-			   const pgw_target *t, registry_put_outcome *res)
+			   const pgw_target *t, const registry_apps *apps,
+			   registry_put_outcome *res)
 {
 	char red[32];
 	pgw_err err;
 
 	if (!reg || !valid_id(ext) || !valid_id(device_id) || !target_storable(t))
 		return PGW_EINVAL;
-	err = reg->ops->put(reg->store, ext, device_id, t, pgw_wall_ms(), res);
+	if (!registry_apps_allow(apps, t->app->name))
+		return PGW_EAUTH;
+	if (apps && apps->n == 0)
+		apps = NULL;
+	err = reg->ops->put(reg->store, ext, device_id, t, apps, pgw_wall_ms(), res);
 	if (err != PGW_OK)
 		return err;
 	if (res->moved)
@@ -152,7 +169,7 @@ pgw_err registry_put(registry *reg, const char *ext, const char *device_id, cons
 		     bool *created)
 {
 	registry_put_outcome res = { 0 };
-	pgw_err err = put_outcome(reg, ext, device_id, t, &res);
+	pgw_err err = put_outcome(reg, ext, device_id, t, NULL, &res);
 
 	if (err == PGW_OK && created)
 		*created = res.created;
@@ -195,13 +212,14 @@ static pgw_err record_of(const char *ext, const char *device_id, const pgw_targe
 }
 
 pgw_err registry_put_stored(registry *reg, const char *ext, const char *device_id,
-			    const pgw_target *t, bool *created, registry_device **stored)
+			    const pgw_target *t, const registry_apps *apps, bool *created,
+			    registry_device **stored)
 {
 	registry_put_outcome res = { 0 };
 	pgw_err err;
 
 	*stored = NULL;
-	err = put_outcome(reg, ext, device_id, t, &res);
+	err = put_outcome(reg, ext, device_id, t, apps, &res);
 	if (err != PGW_OK)
 		return err;
 	if (created)
@@ -209,48 +227,53 @@ pgw_err registry_put_stored(registry *reg, const char *ext, const char *device_i
 	return record_of(ext, device_id, t, &res, stored);
 }
 
-static pgw_err delete_rows(registry *reg, const char *ext, const char *device_id)
+static pgw_err delete_rows(registry *reg, const char *ext, const char *device_id,
+			   const registry_apps *apps)
 {
 	int deleted = 0;
-	pgw_err err = reg->ops->remove(reg->store, ext, device_id, &deleted);
+	pgw_err err;
 
+	if (apps && apps->n == 0)
+		apps = NULL;
+	err = reg->ops->remove(reg->store, ext, device_id, apps, &deleted);
 	if (err != PGW_OK)
 		return err;
 	return deleted ? PGW_OK : PGW_ENOTFOUND;
 }
 
-pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id)
+pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id,
+			       const registry_apps *apps)
 {
 	if (!reg || !valid_id(ext) || !valid_id(device_id))
 		return PGW_EINVAL;
-	return delete_rows(reg, ext, device_id);
+	return delete_rows(reg, ext, device_id, apps);
 }
 
-pgw_err registry_delete_extension(registry *reg, const char *ext)
+pgw_err registry_delete_extension(registry *reg, const char *ext, const registry_apps *apps)
 {
 	if (!reg || !valid_id(ext))
 		return PGW_EINVAL;
-	return delete_rows(reg, ext, NULL);
+	return delete_rows(reg, ext, NULL, apps);
 }
 
 pgw_err registry_prune(registry *reg, pgw_provider provider, const char *app, const char *token,
-		       int64_t not_after_ms, bool *removed)
+		       int64_t not_after_ms, registry_pruned *what)
 {
 	registry_prune_outcome res = { 0 };
-	char red[32];
 	pgw_err err;
 
+	if (what)
+		*what = REGISTRY_PRUNED_NOTHING;
 	if (!reg || !app || !token || !*token ||
 	    (provider != PGW_PROVIDER_APNS && provider != PGW_PROVIDER_FCM))
 		return PGW_EINVAL;
 	err = reg->ops->prune(reg->store, provider, app, token, not_after_ms, &res);
-	if (err != PGW_OK)
+	if (err != PGW_OK || !what)
 		return err;
-	if (res.removed || res.changed)
-		pgw_log(PGW_LOG_INFO, "registry: dead token pruned", "app", app,
-			"token", pgw_redact(token, red, sizeof red), NULL);
-	if (removed)
-		*removed = res.removed > 0;
+	if (res.removed)
+		*what = REGISTRY_PRUNED_DEVICE;
+	else if (res.changed)
+		*what = REGISTRY_PRUNED_REMOTE_TOKEN;
 	return PGW_OK;
 }
 

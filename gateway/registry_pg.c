@@ -13,8 +13,8 @@
 #include "pushgw/log.h"
 #include "pushgw/util.h"
 
-/* Enough for the HTTP workers and the callback thread; every replica holds
- * at most this many server connections. */
+/* One per registry queue thread (the callback thread shares them); every
+ * replica holds at most this many server connections. */
 #define POOL_SIZE 4
 /* A call that finds every connection busy this long answers ETIMEOUT. */
 #define ACQUIRE_TIMEOUT_MS 5000
@@ -27,7 +27,9 @@
 #define MIGRATION_LOCK "7075736867770001"
 
 /* Defaults that a URL may override (it comes later in the list). Timeouts
- * bound how long a dead server or a stuck lock holds an HTTP worker. */
+ * bound how long a dead server or a stuck lock holds a registry thread
+ * (a server that stops answering on an open session is bounded by nothing
+ * here: the HTTP API gives up on the call at its own deadline). */
 static const char *const conn_keys[] = {
 	"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
 	"keepalives_count", "tcp_user_timeout", "options", "dbname", NULL,
@@ -134,6 +136,65 @@ static const char *const migrations[] = {
 	"    GET DIAGNOSTICS changed = ROW_COUNT;"
 	"  END IF;"
 	"END $$;",
+	/* A put limited to the apps of the caller's key (p_apps; NULL = every
+	 * app): a row at (ext, device id) of another app is left alone and
+	 * the call says forbidden. The check runs under the same lock as the
+	 * write, so no other put can change the row's app in between. The
+	 * 10-argument pushgw_put stays for replicas of the previous release
+	 * during a rolling upgrade. */
+	"CREATE FUNCTION pushgw_put(p_ext text, p_device_id text, p_provider smallint,"
+	"    p_app text, p_token text, p_remote text, p_env smallint, p_call_str bytea,"
+	"    p_call_snd bytea, p_silent boolean, p_apps text[], OUT forbidden boolean,"
+	"    OUT created boolean, OUT moved integer, OUT created_at bigint,"
+	"    OUT updated_at bigint)"
+	"  LANGUAGE plpgsql AS $$"
+	"DECLARE"
+	"  id_token text := coalesce(p_token, p_remote);"
+	"  row_app text;"
+	"  now_ms bigint;"
+	"  k bigint;"
+	"  n integer;"
+	"BEGIN"
+	"  FOR k IN SELECT DISTINCT key FROM unnest(ARRAY["
+	"      pushgw_token_key(p_provider, p_app, id_token),"
+	"      pushgw_token_key(p_provider, p_app, p_remote),"
+	"      hashtextextended(format('d/%s/%s', p_ext, p_device_id), 0)]) AS key"
+	"    WHERE key IS NOT NULL ORDER BY key LOOP"
+	"    PERFORM pg_advisory_xact_lock(k);"
+	"  END LOOP;"
+	"  SELECT d.app INTO row_app FROM pushgw_device d"
+	"    WHERE d.extension = p_ext AND d.device_id = p_device_id FOR UPDATE;"
+	"  created := NOT FOUND;"
+	"  forbidden := NOT created AND p_apps IS NOT NULL AND NOT (row_app = ANY (p_apps));"
+	"  moved := 0;"
+	"  IF forbidden THEN"
+	"    created := false;"
+	"    RETURN;"
+	"  END IF;"
+	"  now_ms := pushgw_now_ms();"
+	"  DELETE FROM pushgw_device WHERE provider = p_provider AND app = p_app"
+	"    AND coalesce(token, remote_token) = id_token"
+	"    AND NOT (extension = p_ext AND device_id = p_device_id);"
+	"  GET DIAGNOSTICS moved = ROW_COUNT;"
+	"  IF p_remote IS NOT NULL THEN"
+	"    DELETE FROM pushgw_device WHERE provider = p_provider AND app = p_app"
+	"      AND remote_token = p_remote"
+	"      AND NOT (extension = p_ext AND device_id = p_device_id);"
+	"    GET DIAGNOSTICS n = ROW_COUNT;"
+	"    moved := moved + n;"
+	"  END IF;"
+	"  INSERT INTO pushgw_device (extension, device_id, provider, app, token, remote_token,"
+	"      environment, call_str, call_snd, silent, created_at, updated_at)"
+	"    VALUES (p_ext, p_device_id, p_provider, p_app, p_token, p_remote, p_env,"
+	"      p_call_str, p_call_snd, p_silent, now_ms, now_ms)"
+	"    ON CONFLICT (extension, device_id) DO UPDATE SET provider = EXCLUDED.provider,"
+	"      app = EXCLUDED.app, token = EXCLUDED.token, remote_token = EXCLUDED.remote_token,"
+	"      environment = EXCLUDED.environment, call_str = EXCLUDED.call_str,"
+	"      call_snd = EXCLUDED.call_snd, silent = EXCLUDED.silent,"
+	"      updated_at = EXCLUDED.updated_at"
+	"    RETURNING pushgw_device.created_at, pushgw_device.updated_at"
+	"    INTO created_at, updated_at;"
+	"END $$;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -156,15 +217,25 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[PS_N_STATEMENTS] = {
-	[PS_PUT] = "SELECT created, moved, created_at, updated_at"
+	[PS_PUT] = "SELECT forbidden, created, moved, created_at, updated_at"
 		   " FROM pushgw_put($1::text, $2::text, $3::smallint, $4::text, $5::text,"
-		   " $6::text, $7::smallint, $8::bytea, $9::bytea, $10::boolean)",
+		   " $6::text, $7::smallint, $8::bytea, $9::bytea, $10::boolean, $11::text[])",
 	[PS_LIST] = "SELECT " DEVICE_COLUMNS " FROM pushgw_device WHERE extension = $1"
 		    " ORDER BY created_at, id",
 	[PS_GET] = "SELECT " DEVICE_COLUMNS " FROM pushgw_device"
 		   " WHERE extension = $1 AND device_id = $2",
-	[PS_DELETE_DEVICE] = "DELETE FROM pushgw_device WHERE extension = $1 AND device_id = $2",
-	[PS_DELETE_EXTENSION] = "DELETE FROM pushgw_device WHERE extension = $1",
+	/* The app test sits in the DELETE itself: a row another call changes
+	 * meanwhile is tested again as it then is. The second count (the
+	 * statement's snapshot) tells "not there" from "another app's". */
+	[PS_DELETE_DEVICE] = "WITH gone AS (DELETE FROM pushgw_device WHERE extension = $1"
+			     " AND device_id = $2 AND ($3::text[] IS NULL OR app = ANY ($3::text[]))"
+			     " RETURNING 1)"
+			     " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM pushgw_device"
+			     " WHERE extension = $1 AND device_id = $2"
+			     " AND NOT ($3::text[] IS NULL OR app = ANY ($3::text[])))",
+	[PS_DELETE_EXTENSION] = "WITH gone AS (DELETE FROM pushgw_device WHERE extension = $1"
+				" AND ($2::text[] IS NULL OR app = ANY ($2::text[])) RETURNING 1)"
+				" SELECT count(*) FROM gone",
 	[PS_PRUNE] = "SELECT removed, changed FROM pushgw_prune($1::smallint, $2::text, $3::text,"
 		     " $4::bigint, $5::boolean)",
 	[PS_SET_ENV] = "UPDATE pushgw_device SET environment = $4::smallint"
@@ -349,9 +420,9 @@ static pgw_err conn_prepare(pg_conn *c, enum stmt_id id)
 
 /* Parameters of one call: text, or raw bytes where len[i] > 0 (bytea). */
 typedef struct call_params {
-	const char *val[10];
-	int len[10];
-	int fmt[10];
+	const char *val[12];
+	int len[12];
+	int fmt[12];
 	int n;
 } call_params;
 
@@ -369,6 +440,39 @@ static void param_bytes(call_params *p, const char *v)
 	p->len[p->n] = v ? (int)strlen(v) : 0;
 	p->fmt[p->n] = 1;
 	p->n++;
+}
+
+/* apps as a text[] literal ({"a","b"}) in *out (caller frees), or NULL
+ * for every app (apps NULL). */
+static pgw_err apps_array(const registry_apps *apps, char **out)
+{
+	size_t i, len = 3;
+	const char *p;
+	char *o;
+
+	*out = NULL;
+	if (!apps)
+		return PGW_OK;
+	for (i = 0; i < apps->n; i++)
+		len += 2 * strlen(apps->names[i]) + 3;
+	*out = o = malloc(len);
+	if (!o)
+		return PGW_ENOMEM;
+	*o++ = '{';
+	for (i = 0; i < apps->n; i++) {
+		if (i)
+			*o++ = ',';
+		*o++ = '"';
+		for (p = apps->names[i]; *p; p++) {
+			if (*p == '"' || *p == '\\')
+				*o++ = '\\';
+			*o++ = *p;
+		}
+		*o++ = '"';
+	}
+	*o++ = '}';
+	*o = '\0';
+	return PGW_OK;
 }
 
 /* Run a prepared statement; *out gets a result of status want. */
@@ -702,7 +806,9 @@ static pgw_err pg_open(const pgw_config *cfg, registry_store **out, char *why, s
 typedef struct put_call {
 	const char *ext, *device_id;
 	const pgw_target *t;
+	const char *apps; /* text[] literal, NULL = every app */
 	registry_put_outcome *out;
+	bool forbidden;
 } put_call;
 
 static pgw_err put_op(pg_conn *c, void *arg)
@@ -726,14 +832,16 @@ static pgw_err put_op(pg_conn *c, void *arg)
 	param_bytes(&params, t->call_str);
 	param_bytes(&params, t->call_snd);
 	param_text(&params, t->silent ? "true" : "false");
+	param_text(&params, p->apps);
 	err = conn_run(c, PS_PUT, &params, PGRES_TUPLES_OK, &res);
 	if (err != PGW_OK)
 		return err;
 	if (PQntuples(res) == 1) {
-		p->out->created = PQgetvalue(res, 0, 0)[0] == 't';
-		p->out->moved = atoi(PQgetvalue(res, 0, 1));
-		p->out->created_at_ms = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-		p->out->updated_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		p->forbidden = PQgetvalue(res, 0, 0)[0] == 't';
+		p->out->created = PQgetvalue(res, 0, 1)[0] == 't';
+		p->out->moved = atoi(PQgetvalue(res, 0, 2));
+		p->out->created_at_ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		p->out->updated_at_ms = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
 	} else {
 		err = PGW_EIO;
 	}
@@ -742,16 +850,28 @@ static pgw_err put_op(pg_conn *c, void *arg)
 }
 
 static pgw_err pg_put(registry_store *s, const char *ext, const char *device_id,
-		      const pgw_target *t, int64_t now_ms, registry_put_outcome *out)
+		      const pgw_target *t, const registry_apps *apps, int64_t now_ms,
+		      registry_put_outcome *out)
 {
 	put_call p = { .ext = ext, .device_id = device_id, .t = t, .out = out };
+	char *array = NULL;
+	pgw_err err = apps_array(apps, &array);
 
-	return store_call(s, ACQUIRE_TIMEOUT_MS, put_op, &p);
+	if (err != PGW_OK)
+		return err;
+	p.apps = array;
+	err = store_call(s, ACQUIRE_TIMEOUT_MS, put_op, &p);
+	free(array);
+	if (err == PGW_OK && p.forbidden)
+		return PGW_EAUTH;
+	return err;
 }
 
 typedef struct remove_call {
 	const char *ext, *device_id; /* device_id NULL = whole extension */
+	const char *apps;            /* text[] literal, NULL = every app */
 	int deleted;
+	bool elsewhere; /* the device is there, of an app not allowed */
 } remove_call;
 
 static pgw_err remove_op(pg_conn *c, void *arg)
@@ -764,22 +884,40 @@ static pgw_err remove_op(pg_conn *c, void *arg)
 	param_text(&params, d->ext);
 	if (d->device_id)
 		param_text(&params, d->device_id);
+	param_text(&params, d->apps);
 	err = conn_run(c, d->device_id ? PS_DELETE_DEVICE : PS_DELETE_EXTENSION, &params,
-		       PGRES_COMMAND_OK, &res);
+		       PGRES_TUPLES_OK, &res);
 	if (err != PGW_OK)
 		return err;
-	d->deleted = atoi(PQcmdTuples(res));
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return PGW_EIO;
+	}
+	d->deleted = atoi(PQgetvalue(res, 0, 0));
+	d->elsewhere = d->device_id && d->deleted == 0 && atoi(PQgetvalue(res, 0, 1)) > 0;
 	PQclear(res);
 	return PGW_OK;
 }
 
-static pgw_err pg_remove(registry_store *s, const char *ext, const char *device_id, int *deleted)
+static pgw_err pg_remove(registry_store *s, const char *ext, const char *device_id,
+			 const registry_apps *apps, int *deleted)
 {
 	remove_call d = { .ext = ext, .device_id = device_id };
-	pgw_err err = store_call(s, ACQUIRE_TIMEOUT_MS, remove_op, &d);
+	char *array = NULL;
+	pgw_err err = apps_array(apps, &array);
 
-	*deleted = err == PGW_OK ? d.deleted : 0;
-	return err;
+	*deleted = 0;
+	if (err != PGW_OK)
+		return err;
+	d.apps = array;
+	err = store_call(s, ACQUIRE_TIMEOUT_MS, remove_op, &d);
+	free(array);
+	if (err != PGW_OK)
+		return err;
+	if (d.elsewhere)
+		return PGW_EAUTH;
+	*deleted = d.deleted;
+	return PGW_OK;
 }
 
 typedef struct token_call {

@@ -84,8 +84,10 @@ enum stmt_id {
 	ST_MOVE_AWAY_REMOTE,
 	ST_UPDATE,
 	ST_INSERT,
+	ST_OWNER,
 	ST_DELETE_DEVICE,
 	ST_DELETE_EXTENSION,
+	ST_DELETE_EXTENSION_APP,
 	ST_PRUNE,
 	ST_PRUNE_REMOTE,
 	ST_SET_ENV,
@@ -112,8 +114,10 @@ static const char *const stmt_sql[ST_N_STATEMENTS] = {
 		      " WHERE extension = ?1 AND device_id = ?2",
 	[ST_INSERT] = "INSERT INTO device (" DEVICE_COLUMNS ")"
 		      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+	[ST_OWNER] = "SELECT app FROM device WHERE extension = ?1 AND device_id = ?2",
 	[ST_DELETE_DEVICE] = "DELETE FROM device WHERE extension = ?1 AND device_id = ?2",
 	[ST_DELETE_EXTENSION] = "DELETE FROM device WHERE extension = ?1",
+	[ST_DELETE_EXTENSION_APP] = "DELETE FROM device WHERE extension = ?1 AND app = ?2",
 	[ST_PRUNE] = "DELETE FROM device WHERE " SAME_TOKEN
 		     " AND (?4 = 0 OR updated_at < ?4)",
 	[ST_PRUNE_REMOTE] = "UPDATE device SET remote_token = NULL WHERE " SAME_REMOTE
@@ -137,11 +141,13 @@ typedef struct reg_conn {
 } reg_conn;
 
 /* A queued write. run() executes inside the batch transaction; its result
- * counts only once the batch has committed. */
+ * counts only once the batch has committed. run() sets every output it
+ * has from scratch: an op may run again in a later batch (again). */
 typedef struct write_op {
 	pgw_err (*run)(reg_conn *c, struct write_op *op);
 	pgw_err rc;
 	bool done;
+	bool again; /* its batch was lost through no fault of its own */
 	struct write_op *next;
 } write_op;
 
@@ -504,31 +510,50 @@ static bool sqlite_healthy(registry_store *reg)
 
 /* ---- group commit ---- */
 
-/* Run one op inside the batch, undoing only its own changes on failure. */
-static void batch_run_op(reg_conn *c, write_op *op)
+/* Run one op inside the batch, undoing only its own changes on failure.
+ * False when the op's failure took the whole transaction with it: SQLite
+ * rolls back everything, not just the statement, after some errors (a full
+ * disk, an I/O error, a trigger's RAISE(ROLLBACK)). */
+static bool batch_run_op(reg_conn *c, write_op *op)
 {
 	pgw_err err = conn_simple(c, ST_SAVEPOINT);
 
 	if (err == PGW_OK) {
 		op->rc = op->run(c, op);
+		if (sqlite3_get_autocommit(c->db)) {
+			if (op->rc == PGW_OK)
+				op->rc = PGW_EIO;
+			return false;
+		}
 		if (op->rc != PGW_OK)
 			conn_simple(c, ST_ROLLBACK_TO);
 		err = conn_simple(c, ST_RELEASE);
 	}
 	if (err != PGW_OK)
 		op->rc = err;
+	return !sqlite3_get_autocommit(c->db);
 }
 
 /* One transaction for the whole batch: the single fsync at COMMIT makes
  * every op in it durable at once. If the commit fails, nothing of the batch
- * happened and every op reports the failure. */
+ * happened and every op reports the failure. If one op loses the
+ * transaction, the batch stops there: carrying on would run each later op
+ * in a transaction of its own (SAVEPOINT opens one, RELEASE commits it)
+ * while the batch reports failure. That op fails; the others, undone or
+ * never run, are marked to run again in the next batch. */
 static void batch_commit(reg_conn *c, write_op *batch)
 {
 	pgw_err err = conn_simple(c, ST_BEGIN);
-	write_op *op;
+	write_op *op, *lost = NULL;
 
-	for (op = batch; err == PGW_OK && op; op = op->next)
-		batch_run_op(c, op);
+	for (op = batch; err == PGW_OK && op && !lost; op = op->next)
+		if (!batch_run_op(c, op))
+			lost = op;
+	if (lost) {
+		for (op = batch; op; op = op->next)
+			op->again = op != lost;
+		return;
+	}
 	if (err == PGW_OK)
 		err = conn_simple(c, ST_COMMIT);
 	if (err == PGW_OK)
@@ -556,14 +581,39 @@ static write_op *queue_take(registry_store *reg)
 	return head;
 }
 
+/* Mark a finished batch's ops done, and put those to run again back at the
+ * head of the queue, in their order. Called with write_lock held. */
+static void batch_settle(registry_store *reg, write_op *batch)
+{
+	write_op *o, *next, *again = NULL, **tail = &again, *last = NULL;
+
+	for (o = batch; o; o = next) {
+		next = o->next;
+		if (!o->again) {
+			o->done = true;
+			continue;
+		}
+		o->again = false;
+		*tail = last = o;
+		tail = &o->next;
+	}
+	if (!again)
+		return;
+	last->next = reg->queue_head;
+	reg->queue_head = again;
+	if (!reg->queue_tail)
+		reg->queue_tail = last;
+}
+
 /* Queue op and return once a committed batch (or a failed one) holds it.
  * Whoever finds no batch in progress commits what is queued, its own op
  * included; the others sleep until their op is done. */
 static pgw_err store_write(registry_store *reg, write_op *op)
 {
-	write_op *batch, *o;
+	write_op *batch;
 
 	op->done = false;
+	op->again = false;
 	op->next = NULL;
 	pthread_mutex_lock(&reg->write_lock);
 	if (reg->queue_tail)
@@ -581,8 +631,7 @@ static pgw_err store_write(registry_store *reg, write_op *op)
 		pthread_mutex_unlock(&reg->write_lock);
 		batch_commit(&reg->writer, batch);
 		pthread_mutex_lock(&reg->write_lock);
-		for (o = batch; o; o = o->next)
-			o->done = true;
+		batch_settle(reg, batch);
 		reg->committing = false;
 		pthread_cond_broadcast(&reg->write_done);
 	}
@@ -611,10 +660,37 @@ static pgw_err step_changes(reg_conn *c, sqlite3_stmt *st, const char *what,
 
 /* ---- put ---- */
 
+/* PGW_OK when (ext, device_id) is free or holds a device of an app that
+ * apps allows; PGW_EAUTH otherwise. Inside the write transaction (the
+ * single writer's), so the answer still holds when the write follows. */
+static pgw_err check_owner(reg_conn *c, const char *ext, const char *device_id,
+			   const registry_apps *apps, bool *exists)
+{
+	sqlite3_stmt *st = conn_stmt(c, ST_OWNER);
+	bool allowed = true;
+	int rc;
+
+	*exists = false;
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, ext);
+	bind_text(st, 2, device_id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*exists = true;
+		allowed = registry_apps_allow(apps, (const char *)sqlite3_column_text(st, 0));
+	}
+	stmt_done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return log_failure(c, "read device app", rc);
+	return allowed ? PGW_OK : PGW_EAUTH;
+}
+
 typedef struct put_op {
 	write_op op;
 	const char *ext, *device_id;
 	const pgw_target *t;
+	const registry_apps *apps;
 	int64_t now_ms;
 	bool created;
 	int moved; /* rows taken from another extension or device id */
@@ -691,9 +767,14 @@ static pgw_err put_run(reg_conn *c, write_op *op)
 {
 	put_op *p = (put_op *)op;
 	sqlite3_stmt *st;
+	bool exists;
 	int changed;
 	pgw_err err;
 
+	p->moved = 0;
+	err = check_owner(c, p->ext, p->device_id, p->apps, &exists);
+	if (err != PGW_OK)
+		return err;
 	err = put_move_away(c, p);
 	if (err != PGW_OK)
 		return err;
@@ -716,10 +797,11 @@ static pgw_err put_run(reg_conn *c, write_op *op)
 }
 
 static pgw_err sqlite_put(registry_store *reg, const char *ext, const char *device_id,
-			  const pgw_target *t, int64_t now_ms, registry_put_outcome *out)
+			  const pgw_target *t, const registry_apps *apps, int64_t now_ms,
+			  registry_put_outcome *out)
 {
 	put_op p = { .op.run = put_run, .ext = ext, .device_id = device_id, .t = t,
-		     .now_ms = now_ms };
+		     .apps = apps, .now_ms = now_ms };
 	pgw_err err = store_write(reg, &p.op);
 
 	if (err != PGW_OK)
@@ -736,26 +818,60 @@ static pgw_err sqlite_put(registry_store *reg, const char *ext, const char *devi
 typedef struct delete_op {
 	write_op op;
 	const char *ext, *device_id; /* device_id NULL = whole extension */
+	const registry_apps *apps;   /* NULL = every app */
 	int deleted;
 } delete_op;
+
+static pgw_err delete_device_run(reg_conn *c, delete_op *d)
+{
+	sqlite3_stmt *st;
+	bool exists;
+	pgw_err err = check_owner(c, d->ext, d->device_id, d->apps, &exists);
+
+	if (err != PGW_OK || !exists)
+		return err;
+	st = conn_stmt(c, ST_DELETE_DEVICE);
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, d->ext);
+	bind_text(st, 2, d->device_id);
+	return step_changes(c, st, "delete", &d->deleted);
+}
+
+/* Every device of the extension, or those of each allowed app in turn:
+ * all inside the one transaction. */
+static pgw_err delete_extension_run(reg_conn *c, delete_op *d)
+{
+	size_t i, n = d->apps ? d->apps->n : 1;
+	pgw_err err = PGW_OK;
+	int changed;
+
+	for (i = 0; err == PGW_OK && i < n; i++) {
+		sqlite3_stmt *st = conn_stmt(c, d->apps ? ST_DELETE_EXTENSION_APP : ST_DELETE_EXTENSION);
+
+		if (!st)
+			return PGW_EIO;
+		bind_text(st, 1, d->ext);
+		if (d->apps)
+			bind_text(st, 2, d->apps->names[i]);
+		err = step_changes(c, st, "delete extension", &changed);
+		d->deleted += changed;
+	}
+	return err;
+}
 
 static pgw_err delete_run(reg_conn *c, write_op *op)
 {
 	delete_op *d = (delete_op *)op;
-	sqlite3_stmt *st = conn_stmt(c, d->device_id ? ST_DELETE_DEVICE : ST_DELETE_EXTENSION);
 
-	if (!st)
-		return PGW_EIO;
-	bind_text(st, 1, d->ext);
-	if (d->device_id)
-		bind_text(st, 2, d->device_id);
-	return step_changes(c, st, "delete", &d->deleted);
+	d->deleted = 0;
+	return d->device_id ? delete_device_run(c, d) : delete_extension_run(c, d);
 }
 
 static pgw_err sqlite_remove(registry_store *reg, const char *ext, const char *device_id,
-			     int *deleted)
+			     const registry_apps *apps, int *deleted)
 {
-	delete_op d = { .op.run = delete_run, .ext = ext, .device_id = device_id };
+	delete_op d = { .op.run = delete_run, .ext = ext, .device_id = device_id, .apps = apps };
 	pgw_err err = store_write(reg, &d.op);
 
 	*deleted = err == PGW_OK ? d.deleted : 0;
@@ -789,6 +905,7 @@ static pgw_err prune_run(reg_conn *c, write_op *op)
 	sqlite3_stmt *st = conn_stmt(c, ST_PRUNE);
 	pgw_err err;
 
+	k->removed = k->changed = 0;
 	if (!st)
 		return PGW_EIO;
 	token_bind(st, k);

@@ -30,6 +30,8 @@ struct pgw_wake {
 	int ttl_s;
 	int timeout_ms;
 	const char *callback_url; /* into doc */
+	const char *extension;    /* into doc; NULL when the body names none */
+	bool resolved;            /* wake_resolve() made the pushes */
 	pgw_target *targets; /* one per requested device, request order, then the extension's */
 	size_t n_targets, cap_targets;
 	size_t *push_of;     /* targets[i] is served by pushes[push_of[i]] */
@@ -169,25 +171,16 @@ static pgw_err parse_reason(pgw_wake *w, json_t *root, pgw_http_error *err)
 	return PGW_OK;
 }
 
-/* The registered devices of ext (those of apps the key may use), appended
- * after the explicit ones. */
-static pgw_err add_extension_devices(pgw_wake *w, const char *ext, const pgw_config *cfg,
-				     const pgw_api_key *key, registry *reg, pgw_http_error *err)
+/* The registered devices of the extension (those of apps the key may use),
+ * appended after the explicit ones. */
+static void add_extension_devices(pgw_wake *w, const registry_device *devs, size_t n,
+				  const pgw_config *cfg, const pgw_api_key *key)
 {
-	registry_device *devs = NULL;
-	size_t i, n = 0;
-	pgw_err rc;
+	size_t i;
 
-	if (!reg)
-		return PGW_OK;
-	rc = registry_list(reg, ext, &devs, &n);
-	if (rc != PGW_OK)
-		return fail(err, 503, "registry_unavailable", "extension: the registry cannot be read (%s)",
-			    pgw_strerror(rc));
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && w->n_targets < w->cap_targets; i++) {
 		pgw_target *t = &w->targets[w->n_targets];
-		if (w->n_targets == w->cap_targets)
-			break;
+
 		if (registry_device_target(&devs[i], cfg, t) != PGW_OK)
 			continue; /* its app left the config */
 		if (key && !config_key_allows_app(key, t->app)) {
@@ -196,12 +189,10 @@ static pgw_err add_extension_devices(pgw_wake *w, const char *ext, const pgw_con
 		}
 		w->n_targets++;
 	}
-	registry_devices_free(devs, n);
-	return PGW_OK;
 }
 
 static pgw_err parse_devices(pgw_wake *w, json_t *root, const pgw_config *cfg,
-			     const pgw_api_key *key, registry *reg, pgw_http_error *err)
+			     const pgw_api_key *key, pgw_http_error *err)
 {
 	json_t *devs = json_object_get(root, "devices"), *ext = json_object_get(root, "extension");
 	pgw_field_error ferr;
@@ -240,7 +231,7 @@ static pgw_err parse_devices(pgw_wake *w, json_t *root, const pgw_config *cfg,
 		w->n_targets = i + 1;
 	}
 	if (json_is_string(ext))
-		return add_extension_devices(w, json_string_value(ext), cfg, key, reg, err);
+		w->extension = json_string_value(ext);
 	return PGW_OK;
 }
 
@@ -324,13 +315,14 @@ static pgw_err build_bodies(pgw_wake *w)
 }
 
 pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pgw_api_key *key,
-		   registry *reg, pgw_push_kind kind, pgw_wake **out, pgw_http_error *err)
+		   pgw_push_kind kind, pgw_wake **out, pgw_http_error *err)
 {
 	json_error_t jerr;
 	pgw_wake *w;
 	json_t *cb;
 	pgw_err rc;
 
+	*out = NULL;
 	w = calloc(1, sizeof *w);
 	if (!w)
 		return fail(err, 500, "internal_error", "out of memory");
@@ -368,25 +360,42 @@ pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pg
 		}
 		w->callback_url = json_string_value(cb);
 	}
-	if ((rc = parse_devices(w, w->doc, cfg, key, reg, err)) != PGW_OK)
-		goto out;
-	if (w->n_targets == 0) {
-		rc = fail(err, 404, "no_devices", "the targets resolve to no device");
-		goto out;
-	}
-	if ((rc = plan_pushes(w, err)) != PGW_OK)
+	if ((rc = parse_devices(w, w->doc, cfg, key, err)) != PGW_OK)
 		goto out;
 	memcpy(w->id, "w_", 2);
 	pgw_ulid(w->id + 2);
-	if (build_bodies(w) != PGW_OK) {
-		rc = fail(err, 500, "internal_error", "out of memory");
-		goto out;
-	}
 	*out = w;
 	return PGW_OK;
 out:
 	wake_free(w);
 	return rc;
+}
+
+const char *wake_extension(const pgw_wake *w)
+{
+	return w->extension;
+}
+
+int64_t wake_lookup_budget_ms(const pgw_wake *w)
+{
+	return w->timeout_ms;
+}
+
+pgw_err wake_resolve(pgw_wake *w, const registry_device *devs, size_t n, const pgw_config *cfg,
+		     const pgw_api_key *key, pgw_http_error *err)
+{
+	if (w->resolved)
+		return fail(err, 500, "internal_error", "the wake was resolved already");
+	if (w->extension)
+		add_extension_devices(w, devs, n, cfg, key);
+	if (w->n_targets == 0)
+		return fail(err, 404, "no_devices", "the targets resolve to no device");
+	if (plan_pushes(w, err) != PGW_OK)
+		return PGW_ENOMEM;
+	if (build_bodies(w) != PGW_OK)
+		return fail(err, 500, "internal_error", "out of memory");
+	w->resolved = true;
+	return PGW_OK;
 }
 
 static bool rings_again(const pgw_wake *w, const pgw_push *p)
@@ -478,6 +487,9 @@ static json_t *result_json(const pgw_target *t, const pgw_push *p)
 		json_object_set_new(o, "detail", json_string(r->detail));
 	if (r->status == PGW_PUSH_INVALID_TOKEN)
 		json_object_set_new(o, "removed", json_boolean(r->removed));
+	if (r->status == PGW_PUSH_INVALID_TOKEN && r->removed)
+		json_object_set_new(o, "pruned",
+				    json_string(r->removed_remote_only ? "remote_token" : "device"));
 	if (r->attempts > 1 || r->status == PGW_PUSH_FAILED)
 		json_object_set_new(o, "attempts", json_integer(r->attempts));
 	json_object_set_new(o, "latency_ms", json_real((double)(int64_t)(r->latency_ms * 10) / 10));
@@ -507,36 +519,143 @@ static const char *pushed_token(const pgw_push *p)
 	return p->alert ? p->target->remote_token : p->target->token;
 }
 
-void wake_apply_results(pgw_wake *w, registry *reg)
+/* One registry change a finished wake calls for, with its own copies of
+ * what it needs: it may run on another thread, and outlive the wake. */
+typedef struct wake_update {
+	size_t push; /* index into the wake's pushes */
+	bool prune;  /* drop a dead token; else remember the APNs host */
+	pgw_provider provider;
+	char *app, *token;
+	int64_t not_after_ms;
+	pgw_apns_env env;
+	char reason[64];
+	registry_pruned what; /* what the prune dropped */
+} wake_update;
+
+struct wake_updates {
+	size_t n;
+	wake_update u[];
+};
+
+void wake_updates_free(wake_updates *u)
 {
 	size_t i;
 
-	if (!reg)
+	if (!u)
 		return;
-	for (i = 0; i < w->n_pushes; i++) {
-		pgw_push *p = &w->pushes[i];
-		const pgw_target *t = p->target;
-		const char *token = pushed_token(p);
-		char red[32];
+	for (i = 0; i < u->n; i++) {
+		free(u->u[i].app);
+		free(u->u[i].token);
+	}
+	free(u);
+}
 
-		if (p->result.status == PGW_PUSH_INVALID_TOKEN && token) {
-			bool removed = false;
-			/* APNs 410 says since when the token is dead: a device that
-			 * registered again after that keeps its registration */
-			if (registry_prune(reg, t->provider, t->app->name, token,
-					   p->result.unregistered_ms, &removed) == PGW_OK && removed) {
-				p->result.removed = true;
-				metrics_count("pushgw_registry_pruned_total",
-					      t->provider == PGW_PROVIDER_APNS ? "provider=\"apns\"" : "provider=\"fcm\"", 1);
-				pgw_log(PGW_LOG_INFO, "registry: removed a dead token", "app", t->app->name,
-					"provider", t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm",
-					"token", pgw_redact(token, red, sizeof red), "reason", p->result.reason,
-					NULL);
-			}
-		} else if (p->result.status == PGW_PUSH_SENT && p->other_env_tried && token) {
-			registry_set_environment(reg, t->app->name, token, p->result.environment);
+static bool needs_update(const pgw_push *p)
+{
+	const pgw_push_status st = p->result.status;
+
+	if (!pushed_token(p))
+		return false;
+	return st == PGW_PUSH_INVALID_TOKEN || (st == PGW_PUSH_SENT && p->other_env_tried);
+}
+
+wake_updates *wake_updates_new(const pgw_wake *w)
+{
+	wake_updates *u;
+	size_t i, n = 0;
+
+	for (i = 0; i < w->n_pushes; i++)
+		n += needs_update(&w->pushes[i]);
+	if (n == 0)
+		return NULL;
+	u = calloc(1, sizeof *u + n * sizeof u->u[0]);
+	if (!u)
+		return NULL;
+	for (i = 0; i < w->n_pushes; i++) {
+		const pgw_push *p = &w->pushes[i];
+		wake_update *d = &u->u[u->n];
+
+		if (!needs_update(p))
+			continue;
+		u->n++;
+		d->push = i;
+		d->prune = p->result.status == PGW_PUSH_INVALID_TOKEN;
+		d->provider = p->target->provider;
+		d->not_after_ms = p->result.unregistered_ms;
+		d->env = p->result.environment;
+		snprintf(d->reason, sizeof d->reason, "%s", p->result.reason);
+		d->app = strdup(p->target->app->name);
+		d->token = strdup(pushed_token(p));
+		if (!d->app || !d->token) {
+			wake_updates_free(u);
+			return NULL;
 		}
 	}
+	return u;
+}
+
+/* Count and log one dead token the registry dropped (the only log line
+ * for it). */
+static void note_pruned(const wake_update *d)
+{
+	const char *provider = d->provider == PGW_PROVIDER_APNS ? "apns" : "fcm";
+	const char *part = d->what == REGISTRY_PRUNED_DEVICE ? "device" : "remote_token";
+	char labels[64], red[32];
+
+	snprintf(labels, sizeof labels, "provider=\"%s\",pruned=\"%s\"", provider, part);
+	metrics_count("pushgw_registry_pruned_total", labels, 1);
+	pgw_log(PGW_LOG_INFO, "registry: removed a dead token", "app", d->app, "provider", provider,
+		"token", pgw_redact(d->token, red, sizeof red), "pruned", part, "reason", d->reason,
+		NULL);
+}
+
+void wake_updates_apply(wake_updates *u, registry *reg)
+{
+	size_t i;
+
+	for (i = 0; u && reg && i < u->n; i++) {
+		wake_update *d = &u->u[i];
+
+		if (!d->prune) {
+			registry_set_environment(reg, d->app, d->token, d->env);
+			continue;
+		}
+		/* APNs 410 says since when the token is dead: a device that
+		 * registered again after that keeps its registration */
+		if (registry_prune(reg, d->provider, d->app, d->token, d->not_after_ms, &d->what) !=
+		    PGW_OK)
+			d->what = REGISTRY_PRUNED_NOTHING;
+		if (d->what != REGISTRY_PRUNED_NOTHING)
+			note_pruned(d);
+	}
+}
+
+void wake_updates_report(const wake_updates *u, pgw_wake *w)
+{
+	size_t i;
+
+	for (i = 0; u && i < u->n; i++) {
+		const wake_update *d = &u->u[i];
+		pgw_push_result *r;
+
+		if (!d->prune || d->what == REGISTRY_PRUNED_NOTHING || d->push >= w->n_pushes)
+			continue;
+		r = &w->pushes[d->push].result;
+		r->removed = true;
+		r->removed_remote_only = d->what == REGISTRY_PRUNED_REMOTE_TOKEN;
+	}
+}
+
+void wake_apply_results(pgw_wake *w, registry *reg)
+{
+	wake_updates *u;
+
+	if (!reg)
+		return;
+	u = wake_updates_new(w);
+	wake_updates_apply(u, reg);
+	wake_updates_report(u, w);
+	wake_updates_free(u);
 }
 
 const char *wake_id(const pgw_wake *w)

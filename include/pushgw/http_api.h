@@ -1,8 +1,10 @@
 /* Inbound HTTP API on libmicrohttpd (SPEC §3): routing, API-key auth in
- * constant time, JSON errors, body limits, and wakes that suspend their
- * connection while pushes are in flight (no worker waits on the network).
- * Threading: http_api_* from the main thread; request handlers run on
- * libmicrohttpd's worker threads; wake completions arrive from the loop. */
+ * constant time, JSON errors, body limits, and requests that suspend their
+ * connection while pushes are in flight or the registry works (no worker
+ * waits on the network or the disk). Threading: http_api_* from the main
+ * thread; request handlers run on libmicrohttpd's worker threads; registry
+ * calls on the API's registry queue (registry_queue.h); wake completions
+ * arrive from the loop. */
 #ifndef PUSHGW_HTTP_API_H
 #define PUSHGW_HTTP_API_H
 

@@ -36,7 +36,8 @@ typedef struct pgw_push_result {
 	double latency_ms; /* first send to final answer */
 	int64_t unregistered_ms; /* APNs 410 timestamp, 0 when none */
 	pgw_apns_env environment; /* APNs host that answered (after any other-host retry) */
-	bool removed;             /* the registry dropped the dead registration */
+	bool removed;             /* the registry dropped the dead token … */
+	bool removed_remote_only; /* … only it: the device keeps its VoIP token */
 } pgw_push_result;
 
 typedef struct pgw_push pgw_push;

@@ -1,10 +1,11 @@
 /* Durable device registry (SPEC §3 "Registry"): extension → devices, stored in
  * a SQLite file (registry.path) or in PostgreSQL shared by several replicas
  * (registry.url), with the same semantics. A write returns only once it is
- * durable. Threading: every function may be called from any thread
- * (libmicrohttpd workers); the handle serialises or pools its connections
- * internally. Never call it on the event-loop thread: it does disk or network
- * I/O. A database that cannot be reached makes calls fail with PGW_ECONNECT
+ * durable. Threading: every function may be called from any thread that may
+ * wait (the HTTP API's registry queue, the callback thread); the handle
+ * serialises or pools its connections internally. Never call it on the
+ * event-loop thread or a libmicrohttpd worker: it does disk or network I/O
+ * (see registry_queue.h). A database that cannot be reached makes calls fail with PGW_ECONNECT
  * (or PGW_ETIMEOUT) until it is back; the handle reconnects by itself. */
 #ifndef PUSHGW_REGISTRY_H
 #define PUSHGW_REGISTRY_H
@@ -34,6 +35,17 @@ typedef struct registry_device {
 	int64_t updated_at_ms;
 } registry_device;
 
+/* The apps a call may touch: an API key's apps list (SPEC §2: apps limits
+ * which apps a key may use). NULL, or n == 0, means every app. Names are
+ * borrowed from the caller. */
+typedef struct registry_apps {
+	char *const *names;
+	size_t n;
+} registry_apps;
+
+/* True when apps lets a call touch a device of app_name. */
+bool registry_apps_allow(const registry_apps *apps, const char *app_name);
+
 /* Open (creating and migrating the schema) the registry the config names.
  * errbuf gets "<file>: registry.path: <db file>: <why>" or
  * "<file>: registry.url: <why>" on failure (never the URL: it may hold a
@@ -61,12 +73,17 @@ bool registry_valid_device_id(const char *id);
 pgw_err registry_put(registry *reg, const char *ext, const char *device_id, const pgw_target *t,
 		     bool *created);
 
-/* registry_put() that also hands back the record exactly as this call stored
- * it, so that a concurrent move (another request or replica taking the token
- * a moment later) cannot make it vanish before the caller reads it. *stored
- * is freed with registry_devices_free(*stored, 1). */
+/* registry_put() for a caller limited to apps (t's own app must be one of
+ * them), that also hands back the record exactly as this call stored it, so
+ * that a concurrent move (another request or replica taking the token a
+ * moment later) cannot make it vanish before the caller reads it.
+ * PGW_EAUTH, with nothing changed, when (ext, device_id) holds a device of
+ * an app outside apps: the check is part of the write, so no concurrent
+ * call can slip in between. *stored is freed with
+ * registry_devices_free(*stored, 1). */
 pgw_err registry_put_stored(registry *reg, const char *ext, const char *device_id,
-			    const pgw_target *t, bool *created, registry_device **stored);
+			    const pgw_target *t, const registry_apps *apps, bool *created,
+			    registry_device **stored);
 
 /* The devices of ext, oldest first. *out is an array of *n records (NULL
  * when 0); free with registry_devices_free(). An unknown ext is PGW_OK, 0. */
@@ -76,16 +93,32 @@ void registry_devices_free(registry_device *devs, size_t n);
 /* One device of ext, or PGW_ENOTFOUND. Free with registry_devices_free(d, 1). */
 pgw_err registry_get(registry *reg, const char *ext, const char *device_id, registry_device **out);
 
-/* PGW_ENOTFOUND when there was nothing to delete. */
-pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id);
-pgw_err registry_delete_extension(registry *reg, const char *ext);
+/* Remove one device, if its app is one of apps: PGW_ENOTFOUND when there
+ * is no such device, PGW_EAUTH (nothing removed) when it belongs to another
+ * app. Checked and removed in one atomic step. */
+pgw_err registry_delete_device(registry *reg, const char *ext, const char *device_id,
+			       const registry_apps *apps);
+/* Remove the devices of ext whose app is one of apps, in one atomic step;
+ * devices of other apps stay (a key limited to some apps sees and clears
+ * only those). PGW_ENOTFOUND when there was none to remove. */
+pgw_err registry_delete_extension(registry *reg, const char *ext, const registry_apps *apps);
 
-/* Remove the registration holding this token for (provider, app) — and only
- * that one — if it was last updated before not_after_ms (APNs 410 carries the
- * time the token stopped being valid; 0 = remove regardless). *removed says
- * whether a row went. */
+/* What a prune dropped. */
+typedef enum registry_pruned {
+	REGISTRY_PRUNED_NOTHING = 0,
+	REGISTRY_PRUNED_DEVICE,       /* the registration that token identifies */
+	REGISTRY_PRUNED_REMOTE_TOKEN, /* only a dead APNs alert token: the device
+				       * keeps ringing through its VoIP token */
+} registry_pruned;
+
+/* Drop the dead token for (provider, app) if its registration was last
+ * updated before not_after_ms (APNs 410 carries the time the token stopped
+ * being valid; 0 = regardless): the registration it identifies goes — and
+ * only that one — or, when it is the alert token of a device that also has
+ * a VoIP token, just that token. *what (may be NULL) says which. The caller
+ * logs it: it knows why the token is dead. */
 pgw_err registry_prune(registry *reg, pgw_provider provider, const char *app, const char *token,
-		       int64_t not_after_ms, bool *removed);
+		       int64_t not_after_ms, registry_pruned *what);
 
 /* Remember the APNs environment a device's token works in (after the
  * BadDeviceToken other-host retry); no-op when no row holds the token. */

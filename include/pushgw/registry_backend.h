@@ -43,15 +43,21 @@ typedef struct registry_backend {
 	void (*close)(registry_store *s);
 	/* now_ms is the caller's wall clock; a backend shared by several
 	 * processes may use its own single clock instead. */
+	/* PGW_EAUTH, changing nothing, when (ext, device_id) holds a device of
+	 * an app apps does not allow (checked inside the write). */
 	pgw_err (*put)(registry_store *s, const char *ext, const char *device_id,
-		       const pgw_target *t, int64_t now_ms, registry_put_outcome *out);
+		       const pgw_target *t, const registry_apps *apps, int64_t now_ms,
+		       registry_put_outcome *out);
 	/* Oldest first; *out from registry_devices_push(), NULL when none. */
 	pgw_err (*list)(registry_store *s, const char *ext, registry_device **out, size_t *n);
 	/* PGW_ENOTFOUND when absent. */
 	pgw_err (*get)(registry_store *s, const char *ext, const char *device_id,
 		       registry_device **out);
-	/* device_id NULL = the whole extension. *deleted = rows removed. */
-	pgw_err (*remove)(registry_store *s, const char *ext, const char *device_id, int *deleted);
+	/* device_id NULL = the extension's devices of apps; otherwise that
+	 * device, or PGW_EAUTH (nothing removed) when its app is not allowed.
+	 * Atomic. *deleted = rows removed. */
+	pgw_err (*remove)(registry_store *s, const char *ext, const char *device_id,
+			  const registry_apps *apps, int *deleted);
 	pgw_err (*prune)(registry_store *s, pgw_provider provider, const char *app,
 			 const char *token, int64_t not_after_ms, registry_prune_outcome *out);
 	pgw_err (*set_environment)(registry_store *s, const char *app, const char *token,

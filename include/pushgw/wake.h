@@ -1,9 +1,12 @@
 /* A wake or cancel: parse and validate the request body (SPEC §3), fan out one
  * push per distinct device, collect every result, and render the response
- * document. Threading: wake_parse()/wake_response_json()/wake_free() on the
- * HTTP thread that owns the request; wake_start() posts the fan-out to the
- * loop thread, which calls done(arg) once every device has a final result and
- * never touches the wake after that. */
+ * document. Nothing here waits on the registry: the caller looks the
+ * extension up and hands the devices in, and takes the registry changes a
+ * finished wake calls for out to run elsewhere. Threading: wake_parse(),
+ * wake_resolve(), wake_response_json() and wake_free() on the thread that
+ * owns the request; wake_start() posts the fan-out to the loop thread, which
+ * calls done(arg) once every device has a final result and never touches the
+ * wake after that. */
 #ifndef PUSHGW_WAKE_H
 #define PUSHGW_WAKE_H
 
@@ -28,12 +31,27 @@ typedef struct pgw_http_error {
 } pgw_http_error;
 
 /* Validate a /v1/wake (kind CALL) or /v1/cancel (kind CANCEL) body for `key`
- * and resolve its "extension" in reg (NULL: no registry). Registered devices
- * of apps the key may not use are left out. On PGW_OK *out is a new wake
- * (caller frees with wake_free()); otherwise *err says what to answer and
- * nothing was changed anywhere. Does registry reads: not on the loop. */
+ * and its explicit devices. On PGW_OK *out is a new wake (caller frees with
+ * wake_free()) that wake_resolve() makes ready; otherwise *err says what to
+ * answer and nothing was changed anywhere. No registry access. */
 pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pgw_api_key *key,
-		   registry *reg, pgw_push_kind kind, pgw_wake **out, pgw_http_error *err);
+		   pgw_push_kind kind, pgw_wake **out, pgw_http_error *err);
+
+/* The extension the body names (to look up in the registry), or NULL. */
+const char *wake_extension(const pgw_wake *w);
+
+/* The wake's timeout_ms: how long the caller lets the extension lookup take
+ * before answering that the registry did not answer. */
+int64_t wake_lookup_budget_ms(const pgw_wake *w);
+
+/* Add the extension's registered devices devs[0..n) (those of apps the key
+ * may use, at most limits.max_devices_per_wake; ignored without an
+ * extension) after the explicit ones, and make one push per distinct
+ * device. Once per wake, before wake_start(); devs stay the caller's. On
+ * failure *err says what to answer (404 no_devices when the targets
+ * resolve to nothing) and the caller frees the wake. */
+pgw_err wake_resolve(pgw_wake *w, const registry_device *devs, size_t n, const pgw_config *cfg,
+		     const pgw_api_key *key, pgw_http_error *err);
 
 typedef void (*wake_done_fn)(void *arg);
 
@@ -50,10 +68,25 @@ typedef struct wake_ring {
 pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, const wake_ring *ring,
 		   wake_done_fn done, void *arg);
 
-/* After done(): remove registrations whose token came back invalid_token
- * (APNs 410 only when registered before its timestamp) and remember the APNs
- * host that worked for a device whose environment was not stated. Registry
- * writes: not on the loop. reg may be NULL. */
+/* The registry changes a finished wake calls for: drop tokens that came back
+ * invalid_token (APNs 410 only when registered before its timestamp) and
+ * remember the APNs host that worked for a device whose environment was not
+ * stated. Copied out of the wake, so they can run on another thread and
+ * outlive it.
+ * wake_updates_new(): after done(); NULL when there are none (or on ENOMEM).
+ * wake_updates_apply(): the registry writes, on any thread but the loop's;
+ *   counts and logs each dropped token. reg may be NULL.
+ * wake_updates_report(): on the wake's owner thread, after apply returned:
+ *   marks the results whose token went ("removed", "pruned").
+ * wake_updates_free(): accepts NULL. */
+typedef struct wake_updates wake_updates;
+wake_updates *wake_updates_new(const pgw_wake *w);
+void wake_updates_apply(wake_updates *u, registry *reg);
+void wake_updates_report(const wake_updates *u, pgw_wake *w);
+void wake_updates_free(wake_updates *u);
+
+/* All four in a row, on a thread that may wait for the registry (the
+ * callback thread). reg may be NULL. */
 void wake_apply_results(pgw_wake *w, registry *reg);
 
 /* {"id": …, "results": [ … ]} in request order. Only after done(). Caller

@@ -81,7 +81,15 @@ static void parse_wake(const uint8_t *data, size_t size, const pgw_api_key *key,
 	pgw_err rc;
 
 	memset(&err, 0, sizeof err);
-	rc = wake_parse((const char *)data, size, cfg, key, NULL, kind, &w, &err);
+	rc = wake_parse((const char *)data, size, cfg, key, kind, &w, &err);
+	if (rc == PGW_OK) {
+		/* no registry: an extension resolves to no device */
+		rc = wake_resolve(w, NULL, 0, cfg, key, &err);
+		if (rc != PGW_OK) {
+			wake_free(w);
+			w = NULL;
+		}
+	}
 	if (rc == PGW_OK) {
 		FUZZ_ASSERT(w != NULL);
 		check_response(w);

@@ -372,6 +372,12 @@ t_registry_answers() {
 	call G GET /v1/extensions/3001/devices "" "$KEY_OTHER"
 	expect_eq "GET list for a key of another app" "$STATUS" 200
 	expect_eq "it sees none of them" "$(jqb '.devices | length')" 0
+	call G GET /v1/extensions/3001/devices/c3
+	expect_eq "GET one device" "$STATUS" 200
+	call G GET /v1/extensions/3001/devices/c3 "" "$KEY_OTHER"
+	expect_eq "GET one device for a key of another app" "$STATUS" 404
+	call G GET /v1/extensions/3001/devices/c3 "" "$KEY_WAKEONLY"
+	expect_eq "GET one device without register scope" "$STATUS" 403
 	call G PUT '/v1/extensions/bad%20ext/devices/x' '{"provider": "apns", "token": "00"}'
 	expect_eq "PUT bad path id" "$STATUS" 400
 	call G PUT /v1/extensions/3001/devices/d4 '{"provider": "apns", "token": '

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# End-to-end registry: devices registered over the API survive restarts and
-# kill -9, a wake by extension reaches each once, dead tokens are pruned, and
-# bad requests change nothing. Real pushgw, real simulator, real curl.
+# End-to-end registry: devices registered over the API (APNs and FCM, every
+# form) survive restarts and kill -9, a wake by extension reaches each once,
+# dead tokens are pruned, and bad requests change nothing. Real pushgw, real
+# simulator (APNs, FCM and Google OAuth), real curl.
 source tests/integration/lib.sh
 
-start_sim A
-write_config "$WORK/reg.json" A
+# App "phone" has FCM too, through the simulator's OAuth and send endpoints.
+PROJECT=pushgw-test
+make_certs
+start_sim A --sa-pub "pushgw-test@$PROJECT.iam.gserviceaccount.com=$WORK/certs/sa_pub.pem" \
+	--fcm-project "$PROJECT"
+bash tests/sim/make-sa.sh "$WORK/certs" "https://127.0.0.1:$SIM_PORT_A/token" "$PROJECT" >/dev/null
+write_config "$WORK/reg.json" A ".apps.phone.fcm = {service_account_file: \"$WORK/certs/service-account.json\", url: \"https://127.0.0.1:$SIM_PORT_A\"}"
 start_gw R "$WORK/reg.json" || exit 1
 
 PN="TEAM123456.com.example.phone"
@@ -13,6 +19,7 @@ put_dev() { # put_dev EXT DEVICE_ID BODY [KEY]
 	api R PUT "/v1/extensions/$1/devices/$2" "$3" "${4-$KEY_REG}"
 }
 list_dev() { api R GET "/v1/extensions/$1/devices" "" "${2-$KEY_REG}"; }
+get_dev() { api R GET "/v1/extensions/$1/devices/$2" "" "${3-$KEY_REG}"; }
 n_devices() { list_dev "$1"; jqb '.devices | length'; }
 
 t_crud_round_trips_for_each_form() {
@@ -39,6 +46,18 @@ t_crud_round_trips_for_each_form() {
 	expect_eq "GET lists three devices" "$(jqb '.devices | length')" 3
 	expect_eq "oldest first" "$(jqb '.devices[0].device_id')" iphone-a
 	check "GET shows no full token" bash -c "! grep -qE '$a|$b|$c' <<<'$BODY'"
+	local entry; entry=$(jqb -c '.devices[1]')
+	get_dev 1001 "urn%3Auuid%3A0f3c9a1e-0000-4000-8000-000000000001"
+	expect_eq "GET one device: 200" "$STATUS" 200
+	expect_eq "GET one device: the same document as its list entry" "$(jqb -c .)" "$entry"
+	check "GET one device shows no full token" bash -c "! grep -qE '$b|$c' <<<'$BODY'"
+	get_dev 1001 no-such-device
+	expect_eq "GET an unknown device: 404" "$STATUS" 404
+	expect_eq "GET an unknown device: code" "$(jqb .error.code)" not_found
+	get_dev 1001 iphone-a "$KEY_OTHER"
+	expect_eq "GET another app's device: 404, as the list hides it" "$STATUS" 404
+	expect_eq "HEAD one device" "$(curl -sS --head -o /dev/null -w '%{http_code}' \
+		-H "Authorization: Bearer $KEY_REG" "http://127.0.0.1:$GW_PORT_R/v1/extensions/1001/devices/ipad")" 200
 	api R DELETE /v1/extensions/1001/devices/ipad "" "$KEY_REG"
 	expect_eq "DELETE device" "$STATUS" 204
 	api R DELETE /v1/extensions/1001/devices/ipad "" "$KEY_REG"
@@ -92,14 +111,41 @@ t_dead_tokens_are_pruned() {
 	api R POST /v1/wake '{"extension":"4001","call":{"id":"p1"}}'
 	expect_eq "dead device: invalid_token" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .status')" invalid_token
 	expect_eq "dead device: removed" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .removed')" true
+	expect_eq "dead device: the whole device went" "$(jqb '.results[] | select(.target == "apns:0000…02da") | .pruned')" device
 	list_dev 4001
 	expect_eq "GET no longer lists it" "$(jqb '[.devices[].device_id] | join(",")')" live
 	sim_ctl A POST /reset >/dev/null
 	api R POST /v1/wake '{"extension":"4001","call":{"id":"p2"}}'
 	expect_eq "next wake: one device" "$(jqb '.results | length')" 1
 	expect_eq "nothing pushed to the dead token" "$(sim_ctl A GET /requests | jq --arg t "$dead" '[.[] | select(.token == $t)] | length')" 0
-	check "the removal is counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
+	check "the removal is counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns",pruned="device"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
 	check "the removal is logged with a redacted token" grep -q '"registry: removed a dead token".*"token":"0000…02da"' "$WORK/gw-R.log"
+	expect_eq "logged once" "$(grep -c '"token":"0000…02da"' "$WORK/gw-R.log")" 1
+}
+
+t_dead_alert_token_is_dropped_and_reported() {
+	begin "a dead alert token of a VoIP device: only it goes, the result says so, it is counted"
+	local v r; v=$(tok 735); r=$(tok 736)
+	put_dev 4201 both "{\"provider\":\"apns\",\"token\":\"$v\",\"remote_token\":\"$r\",\"app\":\"phone\"}"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$r\":[{\"status\":410,\"reason\":\"Unregistered\",\"timestamp\":$(( $(date +%s) * 1000 + 60000 ))}]}" >/dev/null
+	# a cancel goes to the alert token when the device has one
+	api R POST /v1/cancel '{"extension":"4201","call":{"id":"dead-alert"},"reason":"answered_elsewhere"}'
+	expect_eq "cancel: 200" "$STATUS" 200
+	expect_eq "it went as an alert push" "$(jqb '.results[0].push_type')" alert
+	expect_eq "status" "$(jqb '.results[0].status')" invalid_token
+	expect_eq "removed: the dead token is no longer registered" "$(jqb '.results[0].removed')" true
+	expect_eq "pruned: only the alert token" "$(jqb '.results[0].pruned')" remote_token
+	get_dev 4201 both
+	expect_eq "the device is still registered" "$STATUS" 200
+	expect_eq "with its VoIP token" "$(jqb .voip)" true
+	expect_eq "without the dead alert token" "$(jqb .remote)" false
+	check "counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="apns",pruned="remote_token"} 1' <<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
+	expect_eq "logged once, redacted" "$(grep -c '"registry: removed a dead token".*"token":"0000…02e0".*"pruned":"remote_token"' "$WORK/gw-R.log")" 1
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"4201","call":{"id":"after-dead-alert"}}'
+	expect_eq "the next wake still rings it (VoIP)" "$(jqb '[.results[0].status, .results[0].push_type] | join(",")')" sent,voip
+	expect_eq "nothing pushed to the dead alert token" "$(sim_ctl A GET /requests | jq --arg t "$r" '[.[] | select(.token == $t)] | length')" 0
 }
 
 t_reregistered_device_survives_an_old_410() {
@@ -111,6 +157,78 @@ t_reregistered_device_survives_an_old_410() {
 	expect_eq "status" "$(jqb '.results[0].status')" invalid_token
 	expect_eq "not removed" "$(jqb '.results[0].removed')" false
 	expect_eq "still registered" "$(n_devices 4101)" 1
+}
+
+# FCM registration tokens: long, with ':' and '-' in them.
+ftok() { printf 'dGVzdDpyZWdpc3RyeQ:APA91bH-registry_%s_%s' "$1" "$(tok "$1" | cut -c50-64)"; }
+redacted() { printf '%s:%s…%s' "$1" "${2:0:4}" "${2: -4}"; }
+fcm_reqs() { sim_ctl A GET /requests | jq -c --arg t "$1" '[.[] | select(.kind == "fcm" and .token == $t)]'; }
+
+t_fcm_round_trips_for_each_form() {
+	begin "FCM: explicit device, pn-provider=fcm fields, a contact with pn-provider=fcm: 201/200/GET/DELETE"
+	local f1 f2 f3; f1=$(ftok 760); f2=$(ftok 761); f3=$(ftok 762)
+	put_dev 6101 pixel "{\"provider\":\"fcm\",\"token\":\"$f1\",\"app\":\"phone\"}"
+	expect_eq "explicit FCM: created" "$STATUS" 201
+	expect_eq "provider" "$(jqb .provider)" fcm
+	expect_eq "app" "$(jqb .app)" phone
+	expect_eq "redacted target" "$(jqb .target)" "$(redacted fcm "$f1")"
+	expect_eq "no APNs-only fields" "$(jqb '[has("voip"), has("remote"), has("environment")] | any')" false
+	put_dev 6101 pixel "{\"provider\":\"fcm\",\"token\":\"$f1\",\"app\":\"phone\"}"
+	expect_eq "same id again: replaced" "$STATUS" 200
+	put_dev 6101 galaxy "{\"pn-provider\":\"fcm\",\"pn-param\":\"$PROJECT\",\"pn-prid\":\"$f2\"}"
+	expect_eq "pn-provider=fcm fields: created" "$STATUS" 201
+	expect_eq "pn-* fields: provider" "$(jqb .provider)" fcm
+	expect_eq "pn-* fields: the project's app" "$(jqb .app)" phone
+	put_dev 6101 "urn%3Auuid%3Aandroid-0003" \
+		"{\"contact\":\"<sip:6101@198.51.100.9:5060;transport=tcp;pn-provider=fcm;pn-param=$PROJECT;pn-prid=$f3>\"}"
+	expect_eq "contact with pn-provider=fcm and the project id: created" "$STATUS" 201
+	expect_eq "contact: target" "$(jqb .target)" "$(redacted fcm "$f3")"
+	list_dev 6101
+	expect_eq "GET lists the three" "$(jqb '[.devices[] | .device_id + "=" + .provider] | join(",")')" \
+		"pixel=fcm,galaxy=fcm,urn:uuid:android-0003=fcm"
+	check "GET shows no full FCM token" bash -c "! grep -qF -e '$f1' -e '$f2' -e '$f3' <<<'$BODY'"
+	get_dev 6101 galaxy
+	expect_eq "GET one FCM device" "$(jqb '[.device_id, .provider, .target] | join(",")')" \
+		"galaxy,fcm,$(redacted fcm "$f2")"
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"6101","call":{"id":"fcm-ext"}}'
+	expect_eq "wake by extension: all sent" "$(jqb '[.results[] | .provider + "=" + .status] | join(",")')" \
+		"fcm=sent,fcm=sent,fcm=sent"
+	expect_eq "each token reached FCM once" \
+		"$(for t in "$f1" "$f2" "$f3"; do fcm_reqs "$t" | jq length; done | tr '\n' ,)" "1,1,1,"
+	api R DELETE /v1/extensions/6101/devices/galaxy "" "$KEY_REG"
+	expect_eq "DELETE an FCM device" "$STATUS" 204
+	api R DELETE /v1/extensions/6101/devices/galaxy "" "$KEY_REG"
+	expect_eq "DELETE it again" "$STATUS" 404
+	expect_eq "two left" "$(n_devices 6101)" 2
+	api R DELETE /v1/extensions/6101 "" "$KEY_REG"
+	expect_eq "DELETE the extension" "$STATUS" 204
+	expect_eq "none left" "$(n_devices 6101)" 0
+}
+
+t_fcm_dead_token_is_pruned() {
+	begin "FCM UNREGISTERED removes the device; the next wake does not push to it"
+	local dead live; dead=$(ftok 770); live=$(ftok 771)
+	put_dev 6201 dead "{\"provider\":\"fcm\",\"token\":\"$dead\",\"app\":\"phone\"}"
+	put_dev 6201 live "{\"contact\":\"<sip:6201@198.51.100.9;pn-provider=fcm;pn-param=$PROJECT;pn-prid=$live>\"}"
+	sim_ctl A POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$dead\":[{\"status\":404,\"fcm\":\"UNREGISTERED\"}]}" >/dev/null
+	api R POST /v1/wake '{"extension":"6201","call":{"id":"fcm-p1"}}'
+	local sel=".results[] | select(.target == \"$(redacted fcm "$dead")\")"
+	expect_eq "dead device: invalid_token" "$(jqb "$sel | .status")" invalid_token
+	expect_eq "dead device: FCM's reason" "$(jqb "$sel | .reason")" UNREGISTERED
+	expect_eq "dead device: removed" "$(jqb "$sel | .removed")" true
+	expect_eq "dead device: the whole device went" "$(jqb "$sel | .pruned")" device
+	expect_eq "the live one: sent" "$(jqb ".results[] | select(.target == \"$(redacted fcm "$live")\") | .status")" sent
+	list_dev 6201
+	expect_eq "GET no longer lists it" "$(jqb '[.devices[].device_id] | join(",")')" live
+	sim_ctl A POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"6201","call":{"id":"fcm-p2"}}'
+	expect_eq "next wake: one device, sent" "$(jqb '[.results[].status] | join(",")')" sent
+	expect_eq "nothing pushed to the dead token" "$(fcm_reqs "$dead" | jq length)" 0
+	expect_eq "the live one pushed" "$(fcm_reqs "$live" | jq length)" 1
+	check "counted in metrics" grep -q '^pushgw_registry_pruned_total{provider="fcm",pruned="device"} 1' \
+		<<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
 }
 
 t_bad_requests_store_nothing() {
@@ -138,10 +256,22 @@ t_bad_requests_store_nothing() {
 	expect_eq "key without register scope" "$STATUS" 403
 	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" "$KEY_OTHER"
 	expect_eq "another app's key" "$STATUS" 403
+	put_dev 5001 ok "{\"provider\":\"apns\",\"token\":\"$(tok 753)\",\"app\":\"other\"}" "$KEY_OTHER"
+	expect_eq "its own app's device over another app's device id" "$STATUS" 403
+	expect_eq "code" "$(jqb .error.code)" forbidden
+	check "message says whose device it is" grep -q "belongs to an app the key may not use" <<<"$(jqb .error.message)"
+	list_dev 5001
+	expect_eq "phone's device is still phone's, token unchanged" \
+		"$(jqb '[.devices[] | .device_id + "=" + .app + "=" + .target] | join(",")')" "ok=phone=apns:0000…02ee"
 	api R DELETE /v1/extensions/5001/devices/ok "" "$KEY_OTHER"
 	expect_eq "another app's key cannot delete" "$STATUS" 403
+	check "delete: message says whose device it is" grep -q "belongs to an app the key may not use" <<<"$(jqb .error.message)"
 	api R DELETE /v1/extensions/5001 "" "$KEY_OTHER"
-	expect_eq "another app's key cannot delete the extension" "$STATUS" 403
+	expect_eq "another app's key: the extension has none of its devices" "$STATUS" 404
+	put_dev 5001 other-1 "{\"provider\":\"apns\",\"token\":\"$(tok 754)\",\"app\":\"other\"}" "$KEY_OTHER"
+	expect_eq "other's own device in the same extension" "$STATUS" 201
+	api R DELETE /v1/extensions/5001 "" "$KEY_OTHER"
+	expect_eq "other's key deletes the extension: its own devices only" "$STATUS" 204
 	list_dev 5001 "$KEY_OTHER"
 	expect_eq "another app's key sees none of phone's devices" "$(jqb '.devices | length')" 0
 	put_dev 5001 d "{\"provider\":\"apns\",\"token\":\"$(tok 751)\",\"app\":\"phone\"}" ""
@@ -175,6 +305,9 @@ t_crud_round_trips_for_each_form
 t_token_moves_with_its_device
 t_wake_by_extension_reaches_each_device_once
 t_dead_tokens_are_pruned
+t_dead_alert_token_is_dropped_and_reported
+t_fcm_round_trips_for_each_form
+t_fcm_dead_token_is_pruned
 t_reregistered_device_survives_an_old_410
 t_bad_requests_store_nothing
 t_registrations_survive_kill_9

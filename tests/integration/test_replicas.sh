@@ -5,6 +5,9 @@
 # conflicting registrations through both end in one consistent state, and
 # with the database stopped registry calls and /readyz answer 503 while
 # explicit-device wakes still go out — until it is back, same processes.
+# Then the database hangs (its processes SIGSTOPped): registry calls wait
+# off the request threads and get 503 in bounded time, while explicit
+# wakes, /healthz and /metrics answer; SIGCONT, and everything recovers.
 # First the whole single-gateway registry suite runs on PostgreSQL too.
 source tests/integration/lib.sh
 
@@ -12,7 +15,17 @@ source tests/integration/lib.sh
 # enter a private mktemp folder.
 PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-pg.XXXXXX")
 chmod 755 "$PGDIR"
-trap 'scripts/pg-test-cluster.sh destroy "$PGDIR/pg" >/dev/null 2>&1; rm -rf "$PGDIR"; cleanup' EXIT
+# The server's processes: the postmaster and its children (by process id).
+pg_pids() {
+	local pm
+	pm=$(head -n1 "$PGDIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
+	[ -n "$pm" ] && echo "$pm" $(pgrep -P "$pm")
+}
+pg_frozen() { # the postmaster is stopped (state T)
+	local pm; pm=$(head -n1 "$PGDIR/pg/data/postmaster.pid")
+	[ "$(ps -o stat= -p "$pm" | cut -c1)" = T ]
+}
+trap 'kill -CONT $(pg_pids) 2>/dev/null; scripts/pg-test-cluster.sh destroy "$PGDIR/pg" >/dev/null 2>&1; rm -rf "$PGDIR"; cleanup' EXIT
 if ! PGURL=$(scripts/pg-test-cluster.sh start "$PGDIR/pg"); then
 	bad "scripts/pg-test-cluster.sh could not start a PostgreSQL server"
 	summary
@@ -73,12 +86,12 @@ t_prune_on_b_is_seen_by_a() {
 
 # curl config: N PUTs to GW drawn from small pools (4 extensions, 6 device
 # ids, 10 tokens), so that A and B keep moving the same tokens at once.
-race_config() { # race_config GW SEED FILE
+race_config() { # race_config GW SEED FILE [EXTENSION_PREFIX]
 	local port="GW_PORT_$1" i ext id t
 	RANDOM=$2
 	: >"$3"
 	for i in $(seq 1 500); do
-		ext=r$((RANDOM % 4)); id=d$((RANDOM % 6)); t=$((8200 + RANDOM % 10))
+		ext=${4:-r}$((RANDOM % 4)); id=d$((RANDOM % 6)); t=$((8200 + RANDOM % 10))
 		[ "$i" = 1 ] || echo next >>"$3"
 		printf 'url = "http://127.0.0.1:%s/v1/extensions/%s/devices/%s"\nrequest = "PUT"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"provider\\":\\"apns\\",\\"token\\":\\"%s\\",\\"app\\":\\"phone\\"}"\nwrite-out = "%%{http_code}\\n"\noutput = "/dev/null"\n' \
 			"${!port}" "$ext" "$id" "$KEY_REG" "$(tok "$t")" >>"$3"
@@ -153,6 +166,111 @@ t_database_outage() {
 	check "A logged the recovery" grep -q '"registry: database reachable again"' "$WORK/gw-A.log"
 }
 
+# curl config: N GETs of an extension's devices on GW, bodies into
+# FILE.N.json.
+burst_config() { # burst_config GW N FILE
+	local port="GW_PORT_$1" i
+	: >"$3"
+	for i in $(seq 1 "$2"); do
+		[ "$i" = 1 ] || echo next >>"$3"
+		printf 'url = "http://127.0.0.1:%s/v1/extensions/6001/devices"\nheader = "Authorization: Bearer %s"\nwrite-out = "%%{http_code}\\n"\noutput = "%s.%d.json"\nmax-time = 60\n' \
+			"${!port}" "$KEY_REG" "$3" "$i" >>"$3"
+	done
+}
+# bg_call NAME METHOD PATH [BODY]: a call to A in the background, its
+# status and body into $WORK/bg-NAME.{status,body}.
+bg_call() {
+	local args=(-sS -o "$WORK/bg-$1.body" -w '%{http_code}' --max-time 60 -X "$2"
+		-H "Authorization: Bearer $KEY_WAKE")
+	[ -n "${4:-}" ] && args+=(-H 'Content-Type: application/json' --data-binary "$4")
+	curl "${args[@]}" "http://127.0.0.1:$GW_PORT_A$3" >"$WORK/bg-$1.status" 2>/dev/null &
+	BG_PIDS+=($!)
+}
+pushgw_sessions() {
+	psql "$PGURL" -Atc "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pushgw'" 2>/dev/null
+}
+
+t_database_hangs() {
+	begin "database hung: registry calls wait off the request threads, 503 in bounded time; explicit wakes, /healthz, /metrics answer; SIGCONT recovers"
+	put_dev A 6001 phone 8601
+	expect_eq "registered before the hang" "$STATUS" 201
+	# Every pooled session open, so that each registry thread blocks on one
+	# (writes wait for a commit: concurrent enough to open them all).
+	local i
+	for i in $(seq 1 20); do
+		race_config A $((100 + i)) "$WORK/warm.txt" warm
+		curl -sS --no-progress-meter --parallel --parallel-max 32 --config "$WORK/warm.txt" >/dev/null
+		[ "$(pushgw_sessions)" = 4 ] && break
+	done
+	expect_eq "A holds its 4 database sessions" "$(pushgw_sessions)" 4
+
+	kill -STOP $(pg_pids) || bad "could not stop the server's processes"
+	BG_PIDS=()
+	bg_call put PUT /v1/extensions/6001/devices/tablet \
+		"{\"provider\":\"apns\",\"token\":\"$(tok 8602)\",\"app\":\"phone\"}"
+	bg_call get GET /v1/extensions/6001/devices/phone
+	bg_call list GET /v1/extensions/6001/devices
+	bg_call del DELETE /v1/extensions/6001/devices/ghost
+	bg_call wake POST /v1/wake '{"extension":"6001","call":{"id":"call-hung"}}'
+	burst_config A 200 "$WORK/burst.txt"
+	curl -sS --no-progress-meter --parallel --parallel-max 200 --config "$WORK/burst.txt" \
+		>"$WORK/burst.out" 2>/dev/null &
+	BG_PIDS+=($!)
+	sleep 1 # let them all reach the gateway; the checks below do not time it
+
+	local ok_wakes=0 ok_health=0
+	for i in 1 2 3 4 5 6; do
+		STATUS=$(curl -sS -o "$WORK/body" -w '%{http_code}' --max-time 15 \
+			-H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
+			--data-binary "$(wake_body "$(tok $((8610 + i)))" "call-explicit-$i")" \
+			"http://127.0.0.1:$GW_PORT_A/v1/wake")
+		[ "$STATUS" = 200 ] && [ "$(jq -r '.results[0].status' "$WORK/body")" = sent ] &&
+			ok_wakes=$((ok_wakes + 1))
+		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 15 "http://127.0.0.1:$GW_PORT_A/healthz")" = 200 ] &&
+			ok_health=$((ok_health + 1))
+	done
+	expect_eq "explicit-device wakes answered, sent" "$ok_wakes" 6
+	expect_eq "/healthz answered" "$ok_health" 6
+	expect_eq "/readyz: 503 while the registry does not answer" \
+		"$(curl -s -o /dev/null -w '%{http_code}' --max-time 15 "http://127.0.0.1:$GW_PORT_A/readyz")" 503
+	STATUS=$(curl -s -o "$WORK/body" -w '%{http_code}' --max-time 15 "http://127.0.0.1:$GW_PORT_A/metrics")
+	expect_eq "/metrics answered" "$STATUS" 200
+	check "/metrics still has the wake counters" grep -q '^pushgw_wakes_total' "$WORK/body"
+	check "all of that while the database was still stopped" pg_frozen
+
+	for i in "${BG_PIDS[@]}"; do wait "$i"; done
+	check "the registry calls ended while the database was still stopped" pg_frozen
+	local name
+	for name in put get list del wake; do
+		expect_eq "$name during the hang: 503" "$(cat "$WORK/bg-$name.status")" 503
+		expect_eq "$name during the hang: code" "$(jq -r .error.code "$WORK/bg-$name.body")" registry_unavailable
+	done
+	check "the message says the registry did not answer" grep -q "did not answer in time" "$WORK/bg-put.body"
+	check "the wake's message names the extension" grep -q "^extension: " <<<"$(jq -r .error.message "$WORK/bg-wake.body")"
+	expect_eq "200 parallel registry calls: every one answered 503" "$(grep -c '^503$' "$WORK/burst.out")" 200
+	local msgs; msgs=$(cat "$WORK"/burst.txt.*.json | jq -r '.error.code + ": " + .error.message')
+	expect_eq "all registry_unavailable" "$(grep -vc '^registry_unavailable: ' <<<"$msgs")" 0
+	check "past the queue's bound, refused at once" grep -q "too many registry calls are waiting" <<<"$msgs"
+	check "the queued ones, at their deadline" grep -q "did not answer in time" <<<"$msgs"
+
+	kill -CONT $(pg_pids) || bad "could not resume the server's processes"
+	# (the calls stuck in the database finish now; they change nothing
+	# the checks below depend on)
+	for i in $(seq 1 100); do
+		put_dev A 6001 tablet 8602
+		[ "$STATUS" = 201 ] || [ "$STATUS" = 200 ] && break
+		sleep 0.2
+	done
+	check "PUT works again" test "$STATUS" = 201 -o "$STATUS" = 200
+	expect_eq "GET sees both devices" "$(targets A 6001 | sed 's/=[^,]*//g')" phone,tablet
+	for i in $(seq 1 50); do [ "$(readyz A)" = 200 ] && break; sleep 0.2; done
+	expect_eq "/readyz: 200 again" "$(readyz A)" 200
+	sim_ctl S POST /reset >/dev/null
+	wake_ext A 6001 call-after-hang
+	expect_eq "wake by extension works again" "$(jqb '[.results[].status] | join(",")')" "sent,sent"
+	check "A is the same process" gw_alive A
+}
+
 t_registry_suite_on_postgresql() {
 	begin "the whole registry suite (test_registry.sh) on PostgreSQL"
 	local url out line p f
@@ -172,8 +290,10 @@ t_register_on_a_wake_on_b
 t_prune_on_b_is_seen_by_a
 t_conflicting_registrations_end_consistent
 t_database_outage
-stop_gw A
-expect_eq "A stops cleanly" "$GW_EXIT" 0
+# B stops first: every database session left is then A's
 stop_gw B
 expect_eq "B stops cleanly" "$GW_EXIT" 0
+t_database_hangs
+stop_gw A
+expect_eq "A stops cleanly" "$GW_EXIT" 0
 summary

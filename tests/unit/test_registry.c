@@ -287,6 +287,88 @@ static void test_sqlite_migration(void)
 	CHECK(strstr(err, path) != NULL);
 }
 
+/* ---- SQLite: a batch whose transaction is lost ---- */
+
+typedef struct batch_putter {
+	registry *reg;
+	const char *id;
+	char token[32];
+	pgw_err rc;
+} batch_putter;
+
+static void *batch_put_run(void *arg)
+{
+	batch_putter *b = arg;
+	pgw_target t = fcm_target(&apps[1], b->token);
+
+	b->rc = registry_put(b->reg, "batch", b->id, &t, NULL);
+	return NULL;
+}
+
+static void batch_start(batch_putter *b, pthread_t *th, registry *reg, const char *id)
+{
+	*b = (batch_putter){ .reg = reg, .id = id, .rc = PGW_ESTATE };
+	snprintf(b->token, sizeof b->token, "batch-%s", id);
+	pthread_create(th, NULL, batch_put_run, b);
+	/* Only to queue them in this order; the checks hold in any order. */
+	usleep(50000);
+}
+
+static void test_sqlite_batch_rollback(void)
+{
+	static const char *const ids[] = { "first", "a", "b", "boom", "c", "d" };
+	enum { N = sizeof ids / sizeof ids[0] };
+	batch_putter b[N];
+	pthread_t th[N];
+	char path[300];
+	sqlite3 *hold = NULL;
+	registry *reg;
+	int i, wrong = 0;
+
+	TEST("sqlite batch: an op that loses the transaction fails alone; its batch-mates "
+	     "run again and report what really happened");
+	snprintf(path, sizeof path, "%s/batch.db", tmpdir);
+	use_file(path);
+	reg = open_or_die();
+	/* RAISE(ROLLBACK) ends the whole transaction, as a full disk can. */
+	CHECK(run_sql(path, "CREATE TRIGGER boom BEFORE INSERT ON device"
+			    " WHEN NEW.device_id = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'boom'); END"));
+	/* Hold the write lock: the first put waits for it while committing,
+	 * the others queue up behind it and go as one batch. */
+	CHECK(sqlite3_open(path, &hold) == SQLITE_OK &&
+	      sqlite3_exec(hold, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+	for (i = 0; i < N; i++)
+		batch_start(&b[i], &th[i], reg, ids[i]);
+	CHECK(sqlite3_exec(hold, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(hold);
+	for (i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < N; i++) {
+		bool stored = has_device(reg, "batch", ids[i]);
+
+		/* the bug: an op after the lost one committed on its own but
+		 * was reported failed */
+		wrong += (b[i].rc == PGW_OK) != stored;
+		if (strcmp(ids[i], "boom") == 0)
+			CHECK(b[i].rc != PGW_OK && !stored);
+		else
+			CHECK(b[i].rc == PGW_OK && stored);
+	}
+	CHECK(wrong == 0);
+	CHECK(list_len(reg, "batch") == N - 1);
+	CHECK(query_int(path, "SELECT n FROM device_count") == N - 1);
+
+	TEST("sqlite batch: after a lost transaction the next writes commit as usual");
+	{
+		pgw_target t = fcm_target(&apps[1], "batch-after");
+
+		CHECK(registry_put(reg, "batch", "after", &t, NULL) == PGW_OK);
+		CHECK(registry_delete_extension(reg, "batch", NULL) == PGW_OK);
+		CHECK(list_len(reg, "batch") == 0);
+	}
+	registry_close(reg);
+}
+
 static void test_open_errors(void)
 {
 	char err[512] = "";
@@ -461,21 +543,21 @@ static void test_prune(registry *reg)
 {
 	pgw_target t = fcm_target(&apps[0], FCM2);
 	registry_device *d = NULL;
-	bool removed = true;
+	registry_pruned what = REGISTRY_PRUNED_DEVICE;
 	int64_t stamp;
 
 	TEST("prune: removes only the row with that provider, app and token");
 	CHECK(registry_put(reg, "4004", "droid-a", &t, NULL) == PGW_OK);
 	t = fcm_target(&apps[1], FCM2);
 	CHECK(registry_put(reg, "4004", "droid-b", &t, NULL) == PGW_OK);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", FCM2, 0, &removed) == PGW_OK);
-	CHECK(!removed);
-	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &removed) == PGW_OK);
-	CHECK(removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", FCM2, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
+	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_DEVICE);
 	CHECK(!has_device(reg, "4004", "droid-a"));
 	CHECK(has_device(reg, "4004", "droid-b"));
-	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_FCM, "phone", FCM2, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
 
 	TEST("prune: a token registered before the 410 time goes, not one after");
 	t = apns_target(V3, NULL);
@@ -483,30 +565,33 @@ static void test_prune(registry *reg)
 	CHECK(registry_get(reg, "4005", "iphone", &d) == PGW_OK);
 	stamp = d ? d->updated_at_ms : 0;
 	registry_devices_free(d, 1);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
 	usleep(5000);
 	/* Re-registered after the token "died" at stamp + 1: it survives. */
 	CHECK(registry_put(reg, "4005", "iphone", &t, NULL) == PGW_OK);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp + 1, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, stamp + 1, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
 	CHECK(has_device(reg, "4005", "iphone"));
 	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", V3, pgw_wall_ms() + 1000,
-			     &removed) == PGW_OK);
-	CHECK(removed);
+			     &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_DEVICE);
 	CHECK(!has_device(reg, "4005", "iphone"));
 
-	TEST("prune: a dead alert token of a VoIP device drops only that token");
+	TEST("prune: a dead alert token of a VoIP device drops only that token, and says so");
 	t = apns_target(V4, R3);
 	CHECK(registry_put(reg, "4006", "iphone", &t, NULL) == PGW_OK);
-	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, &removed) == PGW_OK);
-	CHECK(!removed);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_REMOTE_TOKEN);
 	CHECK(registry_get(reg, "4006", "iphone", &d) == PGW_OK);
 	if (d) {
 		CHECK_STR(d->token, V4);
 		CHECK(d->remote_token == NULL);
 	}
 	registry_devices_free(d, 1);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, &what) == PGW_OK);
+	CHECK(what == REGISTRY_PRUNED_NOTHING);
+	CHECK(registry_prune(reg, PGW_PROVIDER_APNS, "phone", R3, 0, NULL) == PGW_OK);
 }
 
 static void test_environment(registry *reg)
@@ -537,15 +622,77 @@ static void test_deletes(registry *reg)
 	t.token = "tok-del-3";
 	CHECK(registry_put(reg, "5005", "c", &t, NULL) == PGW_OK);
 	before = count_of(reg);
-	CHECK(registry_delete_device(reg, "5005", "a") == PGW_OK);
-	CHECK(registry_delete_device(reg, "5005", "a") == PGW_ENOTFOUND);
+	CHECK(registry_delete_device(reg, "5005", "a", NULL) == PGW_OK);
+	CHECK(registry_delete_device(reg, "5005", "a", NULL) == PGW_ENOTFOUND);
 	CHECK(count_of(reg) == before - 1);
 	CHECK(list_len(reg, "5005") == 2);
-	CHECK(registry_delete_extension(reg, "5005") == PGW_OK);
-	CHECK(registry_delete_extension(reg, "5005") == PGW_ENOTFOUND);
+	CHECK(registry_delete_extension(reg, "5005", NULL) == PGW_OK);
+	CHECK(registry_delete_extension(reg, "5005", NULL) == PGW_ENOTFOUND);
 	CHECK(list_len(reg, "5005") == 0);
 	CHECK(count_of(reg) == before - 3);
-	CHECK(registry_delete_device(reg, "50 05", "a") == PGW_EINVAL);
+	CHECK(registry_delete_device(reg, "50 05", "a", NULL) == PGW_EINVAL);
+}
+
+static void test_app_scope(registry *reg)
+{
+	char *droid_names[] = { "droid" }, *both_names[] = { "droid", "phone" };
+	registry_apps droid = { droid_names, 1 }, both = { both_names, 2 }, all = { NULL, 0 };
+	pgw_target phone_dev = apns_target(V2, NULL), droid_dev = fcm_target(&apps[1], "scope-tok-1");
+	registry_device *stored = NULL, *d = NULL;
+	bool created = true;
+
+	TEST("apps: a put over another app's device is refused and changes nothing");
+	CHECK(registry_put(reg, "6006", "shared", &phone_dev, NULL) == PGW_OK);
+	CHECK(registry_put_stored(reg, "6006", "shared", &droid_dev, &droid, &created, &stored) ==
+	      PGW_EAUTH);
+	CHECK(stored == NULL);
+	CHECK(registry_get(reg, "6006", "shared", &d) == PGW_OK);
+	CHECK(d && strcmp(d->app, "phone") == 0 && d->token && strcmp(d->token, V2) == 0);
+	registry_devices_free(d, d ? 1 : 0);
+	d = NULL;
+
+	TEST("apps: its own app's device, new or replaced, is stored");
+	CHECK(registry_put_stored(reg, "6006", "droid-1", &droid_dev, &droid, &created, &stored) ==
+	      PGW_OK);
+	CHECK(created && stored && strcmp(stored->app, "droid") == 0);
+	registry_devices_free(stored, stored ? 1 : 0);
+	stored = NULL;
+	droid_dev.token = "scope-tok-2";
+	CHECK(registry_put_stored(reg, "6006", "droid-1", &droid_dev, &droid, &created, &stored) ==
+	      PGW_OK);
+	CHECK(!created && stored && strcmp(stored->token, "scope-tok-2") == 0);
+	registry_devices_free(stored, stored ? 1 : 0);
+	stored = NULL;
+
+	TEST("apps: a target of an app outside the list is refused before the store");
+	CHECK(registry_put_stored(reg, "6006", "p2", &phone_dev, &droid, &created, &stored) ==
+	      PGW_EAUTH);
+	CHECK(!has_device(reg, "6006", "p2"));
+	CHECK(has_device(reg, "6006", "shared"));
+
+	TEST("apps: deleting another app's device is refused; a missing one is not found");
+	CHECK(registry_delete_device(reg, "6006", "shared", &droid) == PGW_EAUTH);
+	CHECK(has_device(reg, "6006", "shared"));
+	CHECK(registry_delete_device(reg, "6006", "nope", &droid) == PGW_ENOTFOUND);
+
+	TEST("apps: deleting an extension removes only the allowed apps' devices");
+	CHECK(registry_delete_extension(reg, "6006", &droid) == PGW_OK);
+	CHECK(!has_device(reg, "6006", "droid-1"));
+	CHECK(has_device(reg, "6006", "shared"));
+	CHECK(registry_delete_extension(reg, "6006", &droid) == PGW_ENOTFOUND);
+	CHECK(list_len(reg, "6006") == 1);
+
+	TEST("apps: an empty list allows every app");
+	CHECK(registry_put_stored(reg, "6006", "shared", &droid_dev, &all, &created, &stored) ==
+	      PGW_OK);
+	CHECK(!created && stored && strcmp(stored->app, "droid") == 0);
+	registry_devices_free(stored, stored ? 1 : 0);
+	CHECK(registry_put(reg, "6006", "p3", &phone_dev, NULL) == PGW_OK);
+	CHECK(registry_delete_device(reg, "6006", "shared", &both) == PGW_OK);
+	CHECK(registry_delete_extension(reg, "6006", &all) == PGW_OK);
+	CHECK(list_len(reg, "6006") == 0);
+	CHECK(registry_apps_allow(NULL, "x") && registry_apps_allow(&all, "x"));
+	CHECK(!registry_apps_allow(&droid, "phone") && !registry_apps_allow(&droid, NULL));
 }
 
 static void test_device_target(registry *reg)
@@ -587,7 +734,7 @@ static void test_bytes_round_trip(registry *reg)
 		CHECK_STR(d->call_snd, "ring\x01.caf");
 	}
 	registry_devices_free(d, 1);
-	CHECK(registry_delete_extension(reg, "1100") == PGW_OK);
+	CHECK(registry_delete_extension(reg, "1100", NULL) == PGW_OK);
 }
 
 static void test_put_stored(registry *reg)
@@ -599,7 +746,7 @@ static void test_put_stored(registry *reg)
 
 	TEST("put_stored: hands back the row as stored, created or replaced");
 	t.environment = PGW_ENV_SANDBOX;
-	CHECK(registry_put_stored(reg, "1200", "ios", &t, &created, &stored) == PGW_OK);
+	CHECK(registry_put_stored(reg, "1200", "ios", &t, NULL, &created, &stored) == PGW_OK);
 	CHECK(created);
 	CHECK(registry_get(reg, "1200", "ios", &d) == PGW_OK);
 	if (!stored || !d)
@@ -618,7 +765,7 @@ static void test_put_stored(registry *reg)
 	stored = d = NULL;
 	usleep(3000);
 	t = apns_target(V5, NULL);
-	CHECK(registry_put_stored(reg, "1200", "ios", &t, &created, &stored) == PGW_OK);
+	CHECK(registry_put_stored(reg, "1200", "ios", &t, NULL, &created, &stored) == PGW_OK);
 	CHECK(!created);
 	CHECK(stored && stored->created_at_ms == created_at);
 	CHECK(stored && stored->updated_at_ms > created_at && stored->remote_token == NULL);
@@ -626,18 +773,18 @@ static void test_put_stored(registry *reg)
 	TEST("put_stored: the record survives a move that follows at once");
 	registry_devices_free(stored, 1);
 	stored = NULL;
-	CHECK(registry_put_stored(reg, "1200", "ios2", &t, &created, &stored) == PGW_OK);
+	CHECK(registry_put_stored(reg, "1200", "ios2", &t, NULL, &created, &stored) == PGW_OK);
 	CHECK(registry_put(reg, "1201", "ios2", &t, NULL) == PGW_OK);
 	CHECK(stored && strcmp(stored->device_id, "ios2") == 0 && strcmp(stored->token, V5) == 0);
 	CHECK(!has_device(reg, "1200", "ios2"));
 	registry_devices_free(stored, stored ? 1 : 0);
-	CHECK(registry_put_stored(reg, "1200", "x", NULL, &created, &stored) == PGW_EINVAL);
+	CHECK(registry_put_stored(reg, "1200", "x", NULL, NULL, &created, &stored) == PGW_EINVAL);
 	CHECK(stored == NULL);
 out:
 	registry_devices_free(stored, stored ? 1 : 0);
 	registry_devices_free(d, d ? 1 : 0);
-	registry_delete_extension(reg, "1200");
-	registry_delete_extension(reg, "1201");
+	registry_delete_extension(reg, "1200", NULL);
+	registry_delete_extension(reg, "1201", NULL);
 }
 
 static void test_reopen(registry **reg)
@@ -754,7 +901,7 @@ static void race_step(racer *r)
 		rc = registry_prune(r->reg, apns ? PGW_PROVIDER_APNS : PGW_PROVIDER_FCM,
 				    apns ? "phone" : "droid", pick < 4 ? remote : voip, 0, NULL);
 	} else if (pick < 12) {
-		rc = registry_delete_device(r->reg, ext, id);
+		rc = registry_delete_device(r->reg, ext, id, NULL);
 		rc = rc == PGW_ENOTFOUND ? PGW_OK : rc;
 	} else {
 		t = apns ? apns_target(voip, pick % 2 ? remote : NULL) : fcm_target(&apps[1], voip);
@@ -864,7 +1011,7 @@ static void test_race(void)
 	registry_devices_free(all_b, n_b);
 	for (i = 0; i < RACE_EXTS; i++) {
 		snprintf(token, sizeof token, "race%d", i);
-		registry_delete_extension(handles[0], token);
+		registry_delete_extension(handles[0], token, NULL);
 	}
 	registry_close(handles[0]);
 	registry_close(handles[1]);
@@ -929,7 +1076,7 @@ static void test_crash(void)
 	/* At most the one put in flight at the kill went in unacknowledged. */
 	total = list_len(reg, "crash");
 	CHECK(total == (size_t)acked || total == (size_t)acked + 1);
-	CHECK(registry_delete_extension(reg, "crash") == PGW_OK);
+	CHECK(registry_delete_extension(reg, "crash", NULL) == PGW_OK);
 	registry_close(reg);
 }
 
@@ -949,6 +1096,7 @@ static void run_shared_suite(const store_fixture *f)
 	test_prune(reg);
 	test_environment(reg);
 	test_deletes(reg);
+	test_app_scope(reg);
 	test_device_target(reg);
 	test_bytes_round_trip(reg);
 	test_put_stored(reg);
@@ -1067,7 +1215,7 @@ static void test_pg_migration(void)
 	use_url(url);
 	reg = open_or_die();
 	registry_close(reg);
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 	CHECK(pg_query_int(url, "SELECT count(*) FROM pushgw_schema") == 1);
 	xmin = pg_query_int(url, "SELECT xmin::text::bigint FROM pushgw_schema");
 	CHECK(xmin > 0);
@@ -1107,7 +1255,7 @@ static void test_pg_migration(void)
 		for (i = 0; i < 4; i++)
 			registry_close(regs[i]);
 	}
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 }
 
 /* Sessions the registry holds open on the server (all handles). */
@@ -1236,8 +1384,8 @@ static void test_pg_outage(void)
 	for (i = 0; i < 40; i++)
 		CHECK(list_len(reg, "7001") == 1);
 	CHECK(pg_sessions() >= 1 && pg_sessions() <= 4);
-	CHECK(registry_delete_extension(reg, "7001") == PGW_OK);
-	CHECK(registry_delete_extension(reg, "7002") == PGW_OK);
+	CHECK(registry_delete_extension(reg, "7001", NULL) == PGW_OK);
+	CHECK(registry_delete_extension(reg, "7002", NULL) == PGW_OK);
 	registry_close(reg);
 }
 
@@ -1300,6 +1448,7 @@ int main(void)
 	test_ids();
 	fprintf(stderr, "== backend: sqlite\n");
 	test_sqlite_migration();
+	test_sqlite_batch_rollback();
 	test_open_errors();
 	run_shared_suite(&sqlite_fixture);
 	remove_tree(tmpdir);
