@@ -129,6 +129,52 @@ void pgw_log_json(pgw_log_level level, const char *msg, json_t *fields)
 	free(line);
 }
 
+bool pgw_log_stream_begin(jsonw *w, pgw_log_level level, const char *msg)
+{
+	char ts[64];
+
+	if (!pgw_log_enabled(level))
+		return false;
+	format_ts(ts, sizeof ts);
+	jsonw_init(w);
+	jsonw_object_begin(w);
+	jsonw_kv_str(w, "ts", ts);
+	jsonw_kv_str(w, "level", level_names[level]);
+	jsonw_kv_str(w, "msg", msg);
+	return true;
+}
+
+void pgw_log_stream_end(jsonw *w, pgw_log_level level)
+{
+	size_t len = 0;
+	char *line;
+
+	jsonw_object_end(w);
+	line = jsonw_finish(w, &len);
+	if (!line)
+		return;
+	if (atomic_load(&log_text)) {
+		/* the terminal format is rare: parse the line back into fields */
+		json_t *obj = json_loadb(line, len, 0, NULL);
+		const char *ts = json_string_value(json_object_get(obj, "ts"));
+		const char *msg = json_string_value(json_object_get(obj, "msg"));
+		json_t *fields = json_deep_copy(obj);
+
+		json_object_del(fields, "ts");
+		json_object_del(fields, "level");
+		json_object_del(fields, "msg");
+		if (obj && fields)
+			emit_text(level, ts ? ts : "", msg ? msg : "", fields);
+		json_decref(fields);
+		json_decref(obj);
+		free(line);
+		return;
+	}
+	line[len] = '\n'; /* jsonw leaves room for the NUL: replace it */
+	write_line(line, len + 1);
+	free(line);
+}
+
 void pgw_log(pgw_log_level level, const char *msg, ...)
 {
 	va_list ap;

@@ -12,6 +12,7 @@
 
 #include "pushgw/apns.h"
 #include "pushgw/callback.h"
+#include "pushgw/jsonw.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/payload.h"
@@ -466,51 +467,59 @@ pgw_err wake_start(pgw_wake *w, evloop *loop, upstream *up, const wake_ring *rin
 	return evloop_post(loop, wake_run, w);
 }
 
-static json_t *result_json(const pgw_target *t, const pgw_push *p)
+/* One requested device's result object, as the answer and the log show it. */
+static void write_result(jsonw *jw, const pgw_target *t, const pgw_push *p)
 {
 	const pgw_push_result *r = &p->result;
 	char desc[64];
-	json_t *o = json_object();
 
 	target_describe(t, desc, sizeof desc);
-	json_object_set_new(o, "target", json_string(desc));
-	json_object_set_new(o, "provider", json_string(t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm"));
-	json_object_set_new(o, "app", json_string(t->app->name));
-	json_object_set_new(o, "status", json_string(pgw_push_status_str(r->status)));
+	jsonw_object_begin(jw);
+	jsonw_kv_str(jw, "target", desc);
+	jsonw_kv_str(jw, "provider", t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm");
+	jsonw_kv_str(jw, "app", t->app->name);
+	jsonw_kv_str(jw, "status", pgw_push_status_str(r->status));
 	if (t->provider == PGW_PROVIDER_APNS)
-		json_object_set_new(o, "push_type", json_string(p->alert ? "alert" : "voip"));
+		jsonw_kv_str(jw, "push_type", p->alert ? "alert" : "voip");
 	if (r->status == PGW_PUSH_SENT && r->push_id[0])
-		json_object_set_new(o, "push_id", json_string(r->push_id));
+		jsonw_kv_str(jw, "push_id", r->push_id);
 	if (r->reason[0])
-		json_object_set_new(o, "reason", json_string(r->reason));
+		jsonw_kv_str(jw, "reason", r->reason);
 	if (r->detail[0])
-		json_object_set_new(o, "detail", json_string(r->detail));
+		jsonw_kv_str(jw, "detail", r->detail);
 	if (r->status == PGW_PUSH_INVALID_TOKEN)
-		json_object_set_new(o, "removed", json_boolean(r->removed));
+		jsonw_kv_bool(jw, "removed", r->removed);
 	if (r->status == PGW_PUSH_INVALID_TOKEN && r->removed)
-		json_object_set_new(o, "pruned",
-				    json_string(r->removed_remote_only ? "remote_token" : "device"));
+		jsonw_kv_str(jw, "pruned", r->removed_remote_only ? "remote_token" : "device");
 	if (r->attempts > 1 || r->status == PGW_PUSH_FAILED)
-		json_object_set_new(o, "attempts", json_integer(r->attempts));
-	json_object_set_new(o, "latency_ms", json_real((double)(int64_t)(r->latency_ms * 10) / 10));
-	return o;
+		jsonw_kv_int(jw, "attempts", r->attempts);
+	jsonw_key(jw, "latency_ms");
+	jsonw_fixed1(jw, r->latency_ms);
+	jsonw_object_end(jw);
+}
+
+/* The results array, in request order. */
+static void write_results(jsonw *jw, const pgw_wake *w)
+{
+	size_t i;
+
+	jsonw_array_begin(jw);
+	for (i = 0; i < w->n_targets; i++)
+		write_result(jw, &w->targets[i], &w->pushes[w->push_of[i]]);
+	jsonw_array_end(jw);
 }
 
 char *wake_response_json(const pgw_wake *w, size_t *len)
 {
-	json_t *root = json_object(), *results = json_array();
-	char *out;
-	size_t i;
+	jsonw jw;
 
-	json_object_set_new(root, "id", json_string(w->id));
-	for (i = 0; i < w->n_targets; i++)
-		json_array_append_new(results, result_json(&w->targets[i], &w->pushes[w->push_of[i]]));
-	json_object_set_new(root, "results", results);
-	out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-	json_decref(root);
-	if (out && len)
-		*len = strlen(out);
-	return out;
+	jsonw_init(&jw);
+	jsonw_object_begin(&jw);
+	jsonw_kv_str(&jw, "id", w->id);
+	jsonw_key(&jw, "results");
+	write_results(&jw, w);
+	jsonw_object_end(&jw);
+	return jsonw_finish(&jw, len);
 }
 
 /* The token a push went to: the alert token for alert pushes. */
@@ -677,21 +686,17 @@ int64_t wake_result_ttl_ms(const pgw_wake *w)
 
 void wake_log(const pgw_wake *w)
 {
-	json_t *f, *devs;
-	size_t i;
+	const char *kind = w->kind == PGW_PUSH_CALL ? "wake" : "cancel";
+	jsonw jw;
 
-	/* the per-device document costs more than the line: skip both */
-	if (!pgw_log_enabled(PGW_LOG_INFO))
+	if (!pgw_log_stream_begin(&jw, PGW_LOG_INFO, kind))
 		return;
-	f = json_object();
-	devs = json_array();
-	json_object_set_new(f, "wake_id", json_string(w->id));
-	json_object_set_new(f, "kind", json_string(w->kind == PGW_PUSH_CALL ? "wake" : "cancel"));
-	json_object_set_new(f, "call_id", json_string(w->call.id));
-	for (i = 0; i < w->n_targets; i++)
-		json_array_append_new(devs, result_json(&w->targets[i], &w->pushes[w->push_of[i]]));
-	json_object_set_new(f, "devices", devs);
-	pgw_log_json(PGW_LOG_INFO, w->kind == PGW_PUSH_CALL ? "wake" : "cancel", f);
+	jsonw_kv_str(&jw, "wake_id", w->id);
+	jsonw_kv_str(&jw, "kind", kind);
+	jsonw_kv_str(&jw, "call_id", w->call.id);
+	jsonw_key(&jw, "devices");
+	write_results(&jw, w);
+	pgw_log_stream_end(&jw, PGW_LOG_INFO);
 }
 
 void wake_each_result(const pgw_wake *w, wake_result_fn fn, void *arg)

@@ -6,6 +6,9 @@
 #define PUSHGW_LOG_H
 
 #include <jansson.h>
+#include <stdbool.h>
+
+#include "pushgw/jsonw.h"
 
 typedef enum pgw_log_level {
 	PGW_LOG_DEBUG = 0,
@@ -27,5 +30,13 @@ void pgw_log(pgw_log_level level, const char *msg, ...);
 
 /* Fields from a JSON object, which this call steals (decrefs); may be NULL. */
 void pgw_log_json(pgw_log_level level, const char *msg, json_t *fields);
+
+/* A line whose fields the caller streams with jsonw (hot paths: no tree).
+ * begin: false when the level is off (then nothing else is to be done);
+ * else w is initialised and holds the open line object, and the caller
+ * writes its fields (jsonw_key/values) and calls end, which closes the
+ * line, writes it and frees w. */
+bool pgw_log_stream_begin(jsonw *w, pgw_log_level level, const char *msg);
+void pgw_log_stream_end(jsonw *w, pgw_log_level level);
 
 #endif
