@@ -11,9 +11,10 @@ tally() { # tally OUTPUT_FILE
 	[ -n "$line" ] || f=1
 	total_p=$((total_p + ${p:-0})); total_f=$((total_f + ${f:-0}))
 }
+T0=$(date +%s)
 stage() { # stage NAME CMD…: run, show its output, count its summary line
 	local name="$1"; shift
-	echo "== $name"
+	echo "== $name   (at $(($(date +%s) - T0)) s)"
 	local out; out=$(mktemp)
 	"$@" 2>&1 | tee "$out"
 	local rc=${PIPESTATUS[0]}
@@ -23,10 +24,25 @@ stage() { # stage NAME CMD…: run, show its output, count its summary line
 	fi
 	rm -f "$out"
 }
+# The slowest suites first, so the short ones fill in beside them.
+SLOW_SUITES="test_ring test_replicas test_callback test_fcm test_wake test_limits"
 integration() { # integration BUILD_DIR: every tests/integration suite, then their total
-	local rc=0 t out p=0 f=0 line lp lf
+	local rc=0 t name out p=0 f=0 line lp lf dir suites=()
+	# Suites use their own ports, folders and servers, and mostly wait on
+	# timers: INTEGRATION_JOBS (default 3) of them run at once.
+	dir=$(mktemp -d)
+	for name in $SLOW_SUITES; do [ -f "tests/integration/$name.sh" ] && suites+=("$name"); done
 	for t in tests/integration/test_*.sh; do
-		out=$(BUILD="$1" bash "$t" 2>&1) || rc=1
+		name=$(basename "$t" .sh)
+		[[ " $SLOW_SUITES " == *" $name "* ]] || suites+=("$name")
+	done
+	printf '%s\n' "${suites[@]}" | xargs -P "${INTEGRATION_JOBS:-3}" -I{} \
+		bash -c 'BUILD="$1" bash "tests/integration/$2.sh" >"$3/$2.out" 2>&1; echo $? >"$3/$2.rc"' \
+		_ "$1" {} "$dir"
+	for t in tests/integration/test_*.sh; do
+		name=$(basename "$t" .sh)
+		out=$(cat "$dir/$name.out" 2>/dev/null)
+		[ "$(cat "$dir/$name.rc" 2>/dev/null)" = 0 ] || rc=1
 		echo "$out" | grep -E '^(FAIL|pushgw .* did not start)' | head -20
 		line=$(grep -E '[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n1)
 		echo "  ${line:-$t: no summary}"
@@ -34,6 +50,7 @@ integration() { # integration BUILD_DIR: every tests/integration suite, then the
 		lp=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); lf=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
 		p=$((p + ${lp:-0})); f=$((f + ${lf:-0}))
 	done
+	rm -rf "$dir"
 	echo "integration: $p passed, $f failed"
 	return $rc
 }
@@ -57,5 +74,6 @@ valgrind_wake() {
 stage "integration under valgrind (memcheck; exit 0 required)" valgrind_wake
 stage "fuzz smoke (libFuzzer, 10 s a target)" tests/fuzz/run.sh --smoke
 echo
+echo "(make test took $(($(date +%s) - T0)) s)"
 echo "$total_p passed, $total_f failed"
 [ "$total_f" -eq 0 ]
