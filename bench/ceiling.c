@@ -1,9 +1,9 @@
 /* Inbound ceiling for the benchmark: a libmicrohttpd server started with the
- * daemon flags, thread pool, connection limits and callbacks pushgw's
- * http_api uses, that reads each POST body and answers every request with
+ * daemon flags, daemons (one thread each, sharing the port with
+ * SO_REUSEPORT), connection limits and callbacks pushgw's http_api uses, that reads each POST body and answers every request with
  * one fixed, wake-sized JSON document. Whatever it serves per second is the
  * most pushgw's inbound side could serve on this machine. Threading: the
- * handlers run on libmicrohttpd's pool threads; main() only waits.
+ * handlers run on the daemons' threads; main() only waits.
  *
  *   ceiling -r RESPONSE_FILE [-p PORT]   (prints {"listen":PORT} once bound) */
 #include <arpa/inet.h>
@@ -85,12 +85,12 @@ int main(int argc, char **argv)
 	const char *file = NULL;
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	const union MHD_DaemonInfo *info;
-	struct MHD_Daemon *d;
+	struct MHD_Daemon *d[CEIL_WORKER_THREADS];
 	ceil_server srv = {0};
 	sigset_t set;
 	size_t len = 0;
 	char *body;
-	int opt, sig, port = 0;
+	int opt, sig, i, port = 0;
 
 	while ((opt = getopt(argc, argv, "r:p:")) != -1) {
 		if (opt == 'r')
@@ -116,29 +116,34 @@ int main(int argc, char **argv)
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	sin.sin_port = htons((uint16_t)port);
-	d = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-			MHD_USE_ERROR_LOG,
-		0, NULL, NULL, ceil_on_request, &srv,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)CEIL_WORKER_THREADS,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)CEIL_CONNECTION_LIMIT,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)CEIL_PER_IP_CONNECTION_LIMIT,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CEIL_IDLE_TIMEOUT_S,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CEIL_HEADER_MEMORY,
-		MHD_OPTION_NOTIFY_COMPLETED, ceil_on_completed, NULL,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-		MHD_OPTION_UNESCAPE_CALLBACK, ceil_keep_escapes, NULL,
-		MHD_OPTION_END);
-	if (!d) {
-		fprintf(stderr, "ceiling: cannot listen\n");
-		return 1;
+	for (i = 0; i < CEIL_WORKER_THREADS; i++) {
+		d[i] = MHD_start_daemon(
+			MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+				MHD_USE_ERROR_LOG,
+			0, NULL, NULL, ceil_on_request, &srv,
+			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+			MHD_OPTION_CONNECTION_LIMIT, (unsigned)(CEIL_CONNECTION_LIMIT / CEIL_WORKER_THREADS),
+			MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+			(unsigned)(CEIL_PER_IP_CONNECTION_LIMIT / CEIL_WORKER_THREADS),
+			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CEIL_IDLE_TIMEOUT_S,
+			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CEIL_HEADER_MEMORY,
+			MHD_OPTION_NOTIFY_COMPLETED, ceil_on_completed, NULL,
+			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+			MHD_OPTION_UNESCAPE_CALLBACK, ceil_keep_escapes, NULL,
+			MHD_OPTION_END);
+		if (!d[i]) {
+			fprintf(stderr, "ceiling: cannot listen\n");
+			return 1;
+		}
+		/* the others share the first one's port */
+		info = MHD_get_daemon_info(d[i], MHD_DAEMON_INFO_BIND_PORT);
+		sin.sin_port = htons(info ? info->port : (uint16_t)port);
 	}
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	printf("{\"listen\":%u}\n", info ? info->port : (unsigned)port);
+	printf("{\"listen\":%u}\n", (unsigned)ntohs(sin.sin_port));
 	fflush(stdout);
 	sigwait(&set, &sig);
-	MHD_stop_daemon(d);
+	for (i = 0; i < CEIL_WORKER_THREADS; i++)
+		MHD_stop_daemon(d[i]);
 	MHD_destroy_response(srv.answer);
 	return 0;
 }

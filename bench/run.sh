@@ -7,7 +7,8 @@
 # the registry file under bench/.cache/, reused afterwards).
 #
 # Knobs (environment): BENCH_SECONDS (per measured run, default 6),
-# BENCH_REGISTRY_DEVICES (default 1000000; 0 skips), BENCH_PEER=0 (skip the
+# BENCH_REGISTRY_DEVICES (default 1000000; 0 skips), BENCH_REGISTRY_API=0 (skip
+# the SQLite-vs-PostgreSQL registry through the API), BENCH_PEER=0 (skip the
 # Node peer), BENCH_PROFILE=1 (perf profile into bench/.cache/profile.txt),
 # BENCH_OUT (results file, default bench/results.json), BENCH_KEEP=1 (keep the
 # work directory with every raw output).
@@ -21,6 +22,9 @@ SECS=${BENCH_SECONDS:-6}
 REG_N=${BENCH_REGISTRY_DEVICES:-1000000}
 PEER=${BENCH_PEER:-1}
 PROFILE=${BENCH_PROFILE:-0}
+REG_API=${BENCH_REGISTRY_API:-1}
+WAKE_EXTS=1000        # extensions (2 devices each) for wakes by extension
+REGISTRY_URL=         # set: pushgw's registry is this PostgreSQL database
 CONNS=32              # wrk -t2 -c32, as in the issue
 KEY="bench-key-$(printf '%016x' 48879)"
 TEAM=TEAM123456
@@ -166,13 +170,14 @@ write_config() { # write_config FILE SINK_URL LOG_LEVEL PORT
 	local hash
 	hash=$($PUSHGW hash-key "$KEY")
 	jq -n --arg certs "$CERTS" --arg url "$2" --arg lvl "$3" --arg listen "127.0.0.1:$4" \
-		--arg hash "$hash" --arg db "$WORK/gw-$4.db" --arg team $TEAM --arg kid $KID --arg b $BUNDLE '{
+		--arg hash "$hash" --arg db "$WORK/gw-$4.db" --arg pg "$REGISTRY_URL" \
+		--arg team $TEAM --arg kid $KID --arg b $BUNDLE '{
 	  listen: $listen,
 	  api_keys: [{name: "bench", key: $hash, scopes: ["wake", "register"]}],
 	  apps: {phone: {apns: {team_id: $team, key_id: $kid, key_file: ($certs + "/AuthKey_" + $kid + ".p8"),
 	                        bundle_id: $b, environment: "production", url: $url}}},
 	  upstream: {ca_file: ($certs + "/ca.pem"), connections: 2},
-	  registry: {path: $db},
+	  registry: (if $pg != "" then {url: $pg} else {path: $db} end),
 	  limits: {wakes_per_second_per_key: 0},
 	  log: {level: $lvl}
 	}' >"$1"
@@ -274,7 +279,7 @@ wrk_cpu_during() { # wrk_cpu_during NAME: background; samples wrk once it runs
 
 start_sim
 start_sink
-say "1/7 upstream ceiling: h2load straight at the sink with the request pushgw sends"
+say "1/8 upstream ceiling: h2load straight at the sink with the request pushgw sends"
 # Capture the exact request pushgw sends, from the simulator's record.
 start_gw "https://127.0.0.1:$SIM_PORT" warn
 wake_once "$GW_PORT" "$WORK/wake1.json" >"$WORK/resp1.json"
@@ -297,7 +302,7 @@ H2_HEADERS=$(printf '%s\n' "${H2_ARGS[@]}" | grep -vx -- -H | sed 's/^authorizat
 
 # ================= 2. inbound ceiling =================
 
-say "2/7 inbound ceiling: wrk at a do-nothing libmicrohttpd server with pushgw's daemon flags"
+say "2/8 inbound ceiling: wrk at a do-nothing libmicrohttpd server with pushgw's daemon flags"
 CEIL_PORT=$(free_port)
 "$WORK/ceiling" -r "$WORK/resp1.json" -p "$CEIL_PORT" >"$WORK/ceiling.out" 2>&1 &
 CEIL_PID=$!
@@ -315,7 +320,7 @@ stop "$CEIL_PID"
 
 # ================= 3. pushgw =================
 
-say "3/7 pushgw: saturation and open-loop latency, forwarding to the same sink"
+say "3/8 pushgw: saturation and open-loop latency, forwarding to the same sink"
 start_gw "https://127.0.0.1:$SINK_PORT" warn
 GW=http://127.0.0.1:$GW_PORT/v1/wake
 wake_once "$GW_PORT" "$WORK/wake1.json" >/dev/null
@@ -344,7 +349,7 @@ stop "$GW_PID"
 
 # Same load with the default log level: one JSON line per wake, and the lines
 # that count TLS handshakes and JWT signatures after warm-up.
-say "3/7 pushgw with per-wake info logging (default config): handshakes and JWT signatures"
+say "3/8 pushgw with per-wake info logging (default config): handshakes and JWT signatures"
 start_gw "https://127.0.0.1:$SINK_PORT" info
 GW=http://127.0.0.1:$GW_PORT/v1/wake
 run_wrk gw_info_warmup "$GW" "$WORK/wake1.json" 2
@@ -360,7 +365,7 @@ stop "$GW_PID"
 
 PEER_OK=0
 if [ "$PEER" = 1 ] && command -v node >/dev/null && command -v npm >/dev/null; then
-	say "4/7 peer: Node.js gateway on $PEER_PKG@$PEER_VER, same load, same sink"
+	say "4/8 peer: Node.js gateway on $PEER_PKG@$PEER_VER, same load, same sink"
 	mkdir -p "$CACHE/peer"
 	cp bench/peer/package.json "$CACHE/peer/package.json"
 	if [ "$(jq -r .version "$CACHE/peer/node_modules/$PEER_PKG/package.json" 2>/dev/null)" != "$PEER_VER" ]; then
@@ -392,13 +397,13 @@ if [ "$PEER" = 1 ] && command -v node >/dev/null && command -v npm >/dev/null; t
 		stop "$PEER_PID"
 	fi
 else
-	say "4/7 peer skipped (BENCH_PEER=0 or node/npm missing)"
+	say "4/8 peer skipped (BENCH_PEER=0 or node/npm missing)"
 fi
 stop "$SINK_PID"
 
 # ================= 5. resources: wakes in flight =================
 
-say "5/7 resources: 10,000 pushes in flight against a sink that answers after 2 s"
+say "5/8 resources: 10,000 pushes in flight against a sink that answers after 2 s"
 # 5,000 streams per connection: pushgw's two pre-warmed connections carry all
 # 10,000 at once, so every one is in flight upstream, none queued.
 sim_ctl POST '/settings?max_streams=5000' >/dev/null
@@ -431,7 +436,7 @@ stop "$SIM_PID"
 # ================= 6. registry at scale =================
 
 if [ "$REG_N" -gt 0 ]; then
-	say "6/7 registry: $REG_N devices (filled once into $CACHE, reused)"
+	say "6/8 registry: $REG_N devices (filled once into $CACHE, reused)"
 	"$WORK/registry_bench" -n "$REG_N" -f "$CACHE/registry-$REG_N.db" >"$WORK/registry.out" 2>&1 ||
 		die "registry_bench failed: $(tail -3 "$WORK/registry.out")"
 	awk -v n="$REG_N" '
@@ -446,13 +451,57 @@ if [ "$REG_N" -gt 0 ]; then
 	      n, cached ? "true" : "false", l1r, l1p50, l1p99, l4r, l4p99, p1, p1p99, pn, pnp99, bpd }' \
 		"$WORK/registry.out" >"$R/registry.json"
 else
-	say "6/7 registry skipped (BENCH_REGISTRY_DEVICES=0)"
+	say "6/8 registry skipped (BENCH_REGISTRY_DEVICES=0)"
 fi
 
-# ================= 7. profile (optional) =================
+# ================= 7. registry backends through the API =================
+
+if [ "$REG_API" = 1 ]; then
+	say "7/8 registry through the API: SQLite file vs PostgreSQL, registrations and wakes by extension"
+	PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-bench-pg.XXXXXX")
+	chmod 755 "$PGDIR"
+	if PGURL=$(scripts/pg-test-cluster.sh start "$PGDIR/pg" 2>"$WORK/pg.err"); then
+		start_sink
+		# the wake-by-extension tokens: 2 per extension, each a file the sink answers
+		for ((i = 0; i < WAKE_EXTS * 2; i++)); do : >"$WORK/www/3/device/$(tok $((1000 + i)))"; done
+		for backend in sqlite postgresql; do
+			if [ $backend = sqlite ]; then REGISTRY_URL=; else REGISTRY_URL=$PGURL; fi
+			start_gw "https://127.0.0.1:$SINK_PORT" warn
+			GWB=http://127.0.0.1:$GW_PORT
+			# wrk -c16: the registry queue's threads, plus some waiting
+			REG_EXTENSIONS=50000 WAKE_KEY=$KEY wrk -t2 -c16 -d"$SECS"s -s bench/register.lua "$GWB" \
+				>"$WORK/reg_$backend.wrk" 2>&1 || die "wrk register ($backend) failed"
+			sed -n 's/^WRKJSON //p' "$WORK/reg_$backend.wrk" >"$R/reg_put_$backend.json"
+			for ((i = 0; i < WAKE_EXTS * 2; i++)); do
+				printf 'url = "%s/v1/extensions/w%d/devices/d%d"\nrequest = "PUT"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"provider\\":\\"apns\\",\\"token\\":\\"%s\\",\\"app\\":\\"phone\\"}"\noutput = "/dev/null"\n' \
+					"$GWB" $((i / 2)) "$i" "$KEY" "$(tok $((1000 + i)))"
+				[ $i = $((WAKE_EXTS * 2 - 1)) ] || echo next
+			done >"$WORK/wake_ext_devices.curl"
+			curl -sS --parallel --parallel-max 8 --config "$WORK/wake_ext_devices.curl" || die "registering wake devices failed"
+			WAKE_EXTENSIONS=$WAKE_EXTS WAKE_KEY=$KEY wrk -t2 -c$CONNS -d"$SECS"s -s bench/wake_ext.lua "$GWB/v1/wake" \
+				>"$WORK/wake_ext_$backend.wrk" 2>&1 || die "wrk wake by extension ($backend) failed"
+			sed -n 's/^WRKJSON //p' "$WORK/wake_ext_$backend.wrk" >"$R/wake_ext_$backend.json"
+			if [ $backend = postgresql ]; then
+				# the pool's sessions after every call above (100,000+ of them)
+				PGSESS=$(psql "$PGURL" -Atc "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pushgw'" 2>/dev/null || echo -1)
+				echo "{\"pushgw_sessions_after\":$PGSESS,\"pool_size\":4}" >"$R/pg_sessions.json"
+			fi
+			stop "$GW_PID"
+		done
+		stop "$SINK_PID"
+	else
+		say "PostgreSQL did not start: $(tail -2 "$WORK/pg.err")"
+	fi
+	scripts/pg-test-cluster.sh destroy "$PGDIR/pg" >/dev/null 2>&1 || true
+	rm -rf "$PGDIR"
+else
+	say "7/8 registry through the API skipped (BENCH_REGISTRY_API=0)"
+fi
+
+# ================= 8. profile (optional) =================
 
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
-	say "7/7 profile: perf on pushgw during saturation -> $CACHE/profile.txt"
+	say "8/8 profile: perf on pushgw during saturation -> $CACHE/profile.txt"
 	start_sink
 	start_gw "https://127.0.0.1:$SINK_PORT" warn
 	run_wrk prof_warmup "http://127.0.0.1:$GW_PORT/v1/wake" "$WORK/wake1.json" 2
@@ -468,7 +517,7 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
 	stop "$GW_PID"
 	stop "$SINK_PID"
 else
-	say "7/7 profile skipped (BENCH_PROFILE=1 runs perf)"
+	say "8/8 profile skipped (BENCH_PROFILE=1 runs perf)"
 fi
 
 # ================= results =================
@@ -504,6 +553,11 @@ jq -n \
 	--slurpfile po1k <(cat "$R"/peer_open1_1000.json 2>/dev/null || echo null) \
 	--slurpfile po5k <(cat "$R"/peer_open1_5000.json 2>/dev/null || echo null) \
 	--slurpfile reg <(cat "$R"/registry.json 2>/dev/null || echo null) \
+	--slurpfile rps <(cat "$R"/reg_put_sqlite.json 2>/dev/null || echo null) \
+	--slurpfile rpp <(cat "$R"/reg_put_postgresql.json 2>/dev/null || echo null) \
+	--slurpfile wes <(cat "$R"/wake_ext_sqlite.json 2>/dev/null || echo null) \
+	--slurpfile wep <(cat "$R"/wake_ext_postgresql.json 2>/dev/null || echo null) \
+	--slurpfile pgs <(cat "$R"/pg_sessions.json 2>/dev/null || echo null) \
 	--argjson gwpid "${GW_PID:-0}" '
 	def lat: {p50_ms, p99_ms, p999_ms, max_ms, offered_per_s: .rate, achieved_per_s: .achieved_rps,
 	          requests, ok, errors, unanswered, pushes_sent};
@@ -556,6 +610,17 @@ jq -n \
 	    tls_handshakes_and_jwt_signatures: $hs[0]
 	  },
 	  registry: $reg[0],
+	  registry_api: (if $rpp[0] and $rps[0] then {
+	    note: "through pushgw over HTTP: PUT of new devices (wrk -c16), wakes by extension of 2 devices (wrk -c\($conns)), same sink",
+	    sqlite: {register: ($rps[0] | sat), wake_by_extension: ($wes[0] | sat)},
+	    postgresql: {register: ($rpp[0] | sat), wake_by_extension: ($wep[0] | sat)},
+	    postgresql_over_sqlite: {
+	      register_throughput: (($rpp[0].rps / $rps[0].rps * 100 | round) / 100),
+	      wake_by_extension_throughput: (($wep[0].rps / $wes[0].rps * 100 | round) / 100)},
+	    postgresql_operations: ($rpp[0].requests + $wep[0].requests),
+	    postgresql_sessions_after: $pgs[0].pushgw_sessions_after,
+	    postgresql_pool_size: $pgs[0].pool_size
+	  } else null end),
 	  elapsed_s: $elapsed
 	}' >"$OUT"
 
@@ -599,6 +664,12 @@ def f(d): if . == null then "-" else (. * pow(10; d) | round / pow(10; d) | tost
  (if .registry then
    "| Registry, \(.registry.devices | n) devices: lookup by extension p50 / p99 | \(.registry.lookup_p50_us) / \(.registry.lookup_p99_us) us (\(.registry.lookup_1thread_per_s | n)/s, 1 thread) | |",
    "| Registry: registrations/s, 1 thread (1 commit each) / 8 threads | \(.registry.register_1thread_per_s | n) / \(.registry.register_8threads_per_s | n) | |"
+  else empty end),
+ (if .registry_api then
+   "| Through the API, SQLite: registrations/s (p99) / wakes by extension/s (p99) | \(.registry_api.sqlite.register.wakes_per_s | n) (\(.registry_api.sqlite.register.p99_ms | f(2)) ms) / \(.registry_api.sqlite.wake_by_extension.wakes_per_s | n) (\(.registry_api.sqlite.wake_by_extension.p99_ms | f(2)) ms) | |",
+   "| Through the API, PostgreSQL: registrations/s (p99) / wakes by extension/s (p99) | \(.registry_api.postgresql.register.wakes_per_s | n) (\(.registry_api.postgresql.register.p99_ms | f(2)) ms) / \(.registry_api.postgresql.wake_by_extension.wakes_per_s | n) (\(.registry_api.postgresql.wake_by_extension.p99_ms | f(2)) ms) | |",
+   "| PostgreSQL / SQLite throughput: registrations; wakes by extension | \(.registry_api.postgresql_over_sqlite.register_throughput); \(.registry_api.postgresql_over_sqlite.wake_by_extension_throughput) | >= 0.5 |",
+   "| PostgreSQL sessions held after \(.registry_api.postgresql_operations | n) API calls (pool of \(.registry_api.postgresql_pool_size)) | \(.registry_api.postgresql_sessions_after) | <= pool |"
   else empty end),
  "",
  "CPU while pushgw was saturated (% of one core): " + ([.pushgw.saturation_1_device.cpu.threads[] | "\(.comm) \(.cpu_pct)"] | join(", ")) + ", wrk \(.pushgw.saturation_1_device.wrk_cpu_pct // "-")",

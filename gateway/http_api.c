@@ -30,6 +30,12 @@
 #include "pushgw/util.h"
 #include "pushgw/wake.h"
 
+/* One libmicrohttpd daemon per worker thread, each with its own listening
+ * socket on the same port (SO_REUSEPORT): the kernel spreads connections
+ * over them. One daemon with a thread pool shares one socket, and whichever
+ * worker wakes first accepts, so a burst of keep-alive connections could
+ * all land on one worker while the other idled. Limits below are totals,
+ * split over the daemons. */
 #define WORKER_THREADS 2
 #define CONNECTION_LIMIT 4096
 #define IDLE_TIMEOUT_S 30
@@ -117,7 +123,7 @@ typedef struct conn_watch {
 } conn_watch; /* fields under http_api.watch_lock */
 
 struct http_api {
-	struct MHD_Daemon *daemon;
+	struct MHD_Daemon *daemons[WORKER_THREADS];
 	pthread_mutex_t watch_lock;
 	pthread_cond_t watch_cv;
 	conn_watch *watched;
@@ -1504,6 +1510,58 @@ static http_api *api_new(const http_api_deps *deps)
 	return api;
 }
 
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+/* The daemons share their port with SO_REUSEPORT, which would also let a
+ * second gateway (same user) join it and take half the traffic unnoticed.
+ * A plain bind first makes "address in use" an error as it should be, and
+ * gives the port to use when the config says 0 (tests). */
+static bool port_free(const struct sockaddr_storage *ss, bool v6, int *port)
+{
+	struct sockaddr_storage bound;
+	socklen_t len = sizeof bound;
+	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT is fine */
+	ok = bind(fd, (const struct sockaddr *)ss,
+		  v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)) == 0 &&
+	     getsockname(fd, (struct sockaddr *)&bound, &len) == 0;
+	if (ok)
+		*port = ntohs(v6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+				 : ((struct sockaddr_in *)&bound)->sin_port);
+	close(fd);
+	return ok;
+}
+
+static struct MHD_Daemon *start_daemon(http_api *api, unsigned flags, struct sockaddr_storage *ss,
+				       struct MHD_OptionItem *tls)
+{
+	return MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, api,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(CONNECTION_LIMIT / WORKER_THREADS),
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)(PER_IP_CONNECTION_LIMIT / WORKER_THREADS),
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
+		MHD_OPTION_URI_LOG_CALLBACK, on_request_line, api,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
+		MHD_OPTION_ARRAY, tls,
+		MHD_OPTION_END);
+}
+
 pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, size_t errlen)
 {
 	const pgw_config *cfg = deps->cfg;
@@ -1511,11 +1569,10 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_ERROR_LOG;
 	struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
-	const union MHD_DaemonInfo *info;
 	tls_files files;
 	http_api *api;
-	int nt = 0;
-	bool v6;
+	int nt = 0, i;
+	bool v6, ok;
 
 	if (make_addr(cfg, &ss, &v6) != PGW_OK) {
 		snprintf(err, errlen, "%s: listen: expected an IP address, got \"%s\"", cfg->path,
@@ -1541,27 +1598,19 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		return PGW_ENOMEM;
 	}
 	api->mtls = files.ca != NULL;
-	if (watchdog_start(api))
-		api->daemon = MHD_start_daemon(
-			flags, 0, NULL, NULL, on_request, api,
-			MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, api,
-			MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-			MHD_OPTION_THREAD_POOL_SIZE, (unsigned)WORKER_THREADS,
-			MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-			MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_CONNECTION_LIMIT,
-			MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
-			MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
-			MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-			MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
-			MHD_OPTION_URI_LOG_CALLBACK, on_request_line, api,
-			MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-			MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
-			MHD_OPTION_ARRAY, tls,
-			MHD_OPTION_END);
+	ok = watchdog_start(api) && port_free(&ss, v6, &api->port);
+	for (i = 0; ok && i < WORKER_THREADS; i++) {
+		set_port(&ss, api->port); /* port 0: the one the probe was given */
+		api->daemons[i] = start_daemon(api, flags, &ss, tls);
+		ok = api->daemons[i] != NULL;
+	}
 	tls_files_clear(&files);
-	if (!api->daemon) {
+	if (!ok) {
 		snprintf(err, errlen, "%s: listen: cannot listen on %s:%d%s", cfg->path, cfg->listen_host,
-			 cfg->listen_port, cfg->tls_enabled ? " (or the tls files are not a usable PEM cert and key)" : "");
+			 cfg->listen_port, cfg->tls_enabled ? " (address in use, or the tls files are not a usable PEM cert and key)" : " (address in use?)");
+		for (i = 0; i < WORKER_THREADS; i++)
+			if (api->daemons[i])
+				MHD_stop_daemon(api->daemons[i]);
 		watchdog_stop(api);
 		registry_queue_free(api->rq);
 		ratelimit_free(api->limits);
@@ -1573,8 +1622,6 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		free(api);
 		return PGW_ECONFIG;
 	}
-	info = MHD_get_daemon_info(api->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	api->port = info ? info->port : cfg->listen_port;
 	*out = api;
 	return PGW_OK;
 }
@@ -1626,13 +1673,15 @@ void http_api_each_upstream(http_api *api, void (*fn)(upstream *up))
 void http_api_free(http_api *api)
 {
 	generation *g, *next;
+	int i;
 
 	if (!api)
 		return;
 	/* Every request still waiting for the registry is answered now:
 	 * libmicrohttpd must not be stopped with a connection suspended. */
 	registry_queue_shutdown(api->rq);
-	MHD_stop_daemon(api->daemon);
+	for (i = 0; i < WORKER_THREADS; i++)
+		MHD_stop_daemon(api->daemons[i]);
 	watchdog_stop(api);
 	/* waits for a registry call still running; its generation goes back */
 	registry_queue_free(api->rq);

@@ -74,6 +74,18 @@ t_sigterm_drains_in_flight_wakes() {
 
 wait_jobs() { local j; for j in $(jobs -p); do case " ${PIDS[*]} " in *" $j "*) ;; *) wait "$j";; esac; done; }
 
+t_second_gateway_on_the_same_port_is_refused() {
+	begin "a second gateway on a port in use exits 1 instead of sharing it"
+	write_config "$WORK/twin.json" A ".listen = \"127.0.0.1:$GW_PORT_H\""
+	local rc=0
+	timeout 10 $PUSHGW -c "$WORK/twin.json" 2>"$WORK/twin.err" || rc=$? # 124: it served
+	expect_eq "exit status" "$rc" 1
+	check "the reason names listen" grep -q "listen: cannot listen on 127.0.0.1:$GW_PORT_H" "$WORK/twin.err"
+	api H POST /v1/wake "$(wake_body "$(tok 1310)")"
+	expect_eq "the first one still serves" "$(jqb '.results[0].status')" sent
+}
+
+t_second_gateway_on_the_same_port_is_refused
 t_reload_rotates_keys_without_reconnecting
 t_broken_reload_keeps_the_old_config
 t_sigterm_drains_in_flight_wakes
