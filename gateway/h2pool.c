@@ -5,8 +5,10 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +116,7 @@ struct h2pool {
 	evloop *loop;
 	h2pool_opts opts;
 	char *ca_file;
+	X509_STORE *trust; /* shared by every origin's TLS context; made on first use */
 	h2_origin *origins;
 	req_list done; /* finished, waiting for their callback */
 	evloop_timer *deliver_timer;
@@ -912,10 +915,73 @@ static void log_tls_setup_error(const char *what, const char *file)
 		file ? file : "", "reason", e, NULL);
 }
 
-static pgw_err tls_ctx_new(const char *ca_file, const h2_origin_opts *oo, SSL_CTX **out)
+/* True when dir holds OpenSSL's hashed names (<8 hex>.<n>), as Debian's
+ * update-ca-certificates makes them. */
+static bool dir_is_hashed(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	bool hashed = false;
+
+	if (!d)
+		return false;
+	while (!hashed && (e = readdir(d))) {
+		const char *n = e->d_name;
+		size_t i;
+
+		for (i = 0; i < 8 && isxdigit((unsigned char)n[i]); i++)
+			;
+		hashed = i == 8 && n[8] == '.' && isdigit((unsigned char)n[9]);
+	}
+	closedir(d);
+	return hashed;
+}
+
+/* The system trust store plus ca_file, made once for every origin. The
+ * system part is read by its hashed directory when there is one, so a
+ * certificate is loaded when a chain needs it: parsing the whole bundle
+ * (~140 certificates) per TLS context cost ~1 MB of heap each and most of
+ * start-up's CPU. The bundle file is read when the directory is not hashed
+ * or SSL_CERT_FILE names one. A missing system store is no error (a
+ * ca_file may be all there is); a ca_file that does not load is. */
+static pgw_err pool_trust(h2pool *pool, X509_STORE **out)
+{
+	const char *dir = getenv(X509_get_default_cert_dir_env());
+	const char *file = getenv(X509_get_default_cert_file_env());
+	X509_STORE *st;
+	bool hashed;
+
+	if (pool->trust) {
+		*out = pool->trust;
+		return PGW_OK;
+	}
+	st = X509_STORE_new();
+	if (!st)
+		return PGW_ENOMEM;
+	if (!dir)
+		dir = X509_get_default_cert_dir();
+	hashed = dir_is_hashed(dir);
+	if (hashed)
+		X509_STORE_load_path(st, dir);
+	if (file || !hashed)
+		X509_STORE_load_file(st, file ? file : X509_get_default_cert_file());
+	ERR_clear_error();
+	if (pool->ca_file && X509_STORE_load_file(st, pool->ca_file) != 1) {
+		log_tls_setup_error("ca_file", pool->ca_file);
+		X509_STORE_free(st);
+		return PGW_ETLS;
+	}
+	pool->trust = st;
+	*out = st;
+	return PGW_OK;
+}
+
+static pgw_err tls_ctx_new(h2pool *pool, const h2_origin_opts *oo, SSL_CTX **out)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	const char *key = oo->client_key_file ? oo->client_key_file : oo->client_cert_file;
+	X509_STORE *trust;
+	pgw_err err;
 
 	*out = NULL;
 	if (!ctx)
@@ -923,14 +989,12 @@ static pgw_err tls_ctx_new(const char *ca_file, const h2_origin_opts *oo, SSL_CT
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		log_tls_setup_error("system trust store", NULL);
-		goto fail;
+	err = pool_trust(pool, &trust);
+	if (err != PGW_OK) {
+		SSL_CTX_free(ctx);
+		return err;
 	}
-	if (ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
-		log_tls_setup_error("ca_file", ca_file);
-		goto fail;
-	}
+	SSL_CTX_set1_cert_store(ctx, trust);
 	if (SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) != 0)
 		goto fail;
 	if (oo->client_cert_file) {
@@ -983,7 +1047,7 @@ pgw_err h2pool_origin_open(h2pool *pool, const h2_origin_opts *opts, h2_origin *
 									: opts->connections;
 	err = origin_parse_url(o, opts->url);
 	if (err == PGW_OK)
-		err = tls_ctx_new(pool->ca_file, opts, &o->ctx);
+		err = tls_ctx_new(pool, opts, &o->ctx);
 	if (err != PGW_OK) {
 		origin_free(o);
 		return err;
@@ -1156,6 +1220,7 @@ static void pool_destroy(h2pool *pool)
 	}
 	pthread_mutex_destroy(&pool->res.mu);
 	pthread_cond_destroy(&pool->res.cv);
+	X509_STORE_free(pool->trust);
 	free(pool->ca_file);
 	free(pool);
 }
