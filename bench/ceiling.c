@@ -19,7 +19,7 @@
 #define CEIL_WORKER_THREADS 2
 #define CEIL_CONNECTION_LIMIT 4096
 #define CEIL_IDLE_TIMEOUT_S 30
-#define CEIL_HEADER_MEMORY (16 * 1024)
+#define CEIL_HEADER_MEMORY (8 * 1024)
 #define CEIL_PER_IP_CONNECTION_LIMIT 256
 
 typedef struct ceil_request {

@@ -30,6 +30,13 @@ char *jsonw_finish(jsonw *w, size_t *len)
 		return NULL;
 	}
 	out[w->len] = '\0';
+	/* payloads live as long as their wake: give back a half-empty buffer */
+	if (w->cap - w->len > w->len / 2 + 64) {
+		char *fit = realloc(out, w->len + 1);
+
+		if (fit)
+			out = fit;
+	}
 	if (len)
 		*len = w->len;
 	jsonw_init(w);

@@ -67,7 +67,22 @@ t_slow_clients_are_cut_off_while_others_are_served() {
 	expect_eq "and it serves wakes afterwards" "$STATUS,$(jqb '.results[0].status')" 200,sent
 }
 
+t_header_size_is_bounded() {
+	begin "request headers up to ~4 KB are served; larger ones get 431 and the gateway stays up"
+	local pad code
+	pad=$(head -c 3000 /dev/zero | tr '\0' a)
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Pad: $pad" "http://127.0.0.1:$GW_PORT_L/healthz")
+	expect_eq "3 KB of headers" "$code" 200
+	pad=$(head -c 12000 /dev/zero | tr '\0' a)
+	code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Pad: $pad" "http://127.0.0.1:$GW_PORT_L/healthz")
+	expect_eq "12 KB of headers" "$code" 431
+	check "still serving" gw_alive L
+	code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT_L/healthz")
+	expect_eq "next request" "$code" 200
+}
+
 t_rate_limit_per_key
+t_header_size_is_bounded
 t_slow_clients_are_cut_off_while_others_are_served
 stop_gw L
 summary
