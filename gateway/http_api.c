@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "pushgw/jsonr.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/ratelimit.h"
@@ -1105,7 +1106,7 @@ static enum MHD_Result serve_device_put(struct MHD_Connection *c, request *r)
 
 	if (!key || !body_acceptable(c, r, &ret))
 		return ret;
-	doc = json_loadb(r->body ? r->body : "", r->len, JSON_REJECT_DUPLICATES, &jerr);
+	doc = jsonr_load(r->body ? r->body : "", r->len, &jerr);
 	if (!doc) {
 		snprintf(msg, sizeof msg, "body: not valid JSON (%s at line %d, column %d)", jerr.text,
 			 jerr.line, jerr.column);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pushgw/util.h"
+
 #define FIRST_CAPACITY 512
 
 void jsonw_init(jsonw *w)
@@ -137,41 +139,6 @@ void jsonw_array_end(jsonw *w)
 	container_end(w, ']');
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 when invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t need, i;
-	unsigned cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		need = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		need = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < need)
-		return 0;
-	for (i = 1; i < need; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	/* overlong forms, surrogates, beyond U+10FFFF */
-	if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need;
-}
-
 void jsonw_strn(jsonw *w, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -193,7 +160,7 @@ void jsonw_strn(jsonw *w, const char *s, size_t n)
 		put(w, (const char *)p + i - run, run);
 		run = 0;
 		if (c >= 0x80) {
-			ul = utf8_len(p + i, n - i);
+			ul = pgw_utf8_len(p + i, n - i);
 			if (ul) {
 				put(w, (const char *)p + i, ul);
 				i += ul;

@@ -12,6 +12,7 @@
 
 #include "pushgw/apns.h"
 #include "pushgw/callback.h"
+#include "pushgw/jsonr.h"
 #include "pushgw/jsonw.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
@@ -328,7 +329,7 @@ pgw_err wake_parse(const char *body, size_t len, const pgw_config *cfg, const pg
 	if (!w)
 		return fail(err, 500, "internal_error", "out of memory");
 	w->kind = kind;
-	w->doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	w->doc = jsonr_load(body, len, &jerr);
 	if (!w->doc) {
 		rc = fail(err, 400, "invalid_request", "body: not valid JSON (%s at line %d, column %d)",
 			  jerr.text, jerr.line, jerr.column);

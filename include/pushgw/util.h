@@ -63,6 +63,11 @@ void pgw_hex(const unsigned char *in, size_t n, char *out);
  * when value is neither. */
 pgw_err pgw_retry_after_s(const char *value, int64_t now_s, int64_t *out_s);
 
+/* Length of the valid UTF-8 sequence starting at s (n > 0 bytes left):
+ * 1 to 4, or 0 when it is not valid UTF-8 (stray or truncated bytes,
+ * overlong forms, surrogates, beyond U+10FFFF). */
+size_t pgw_utf8_len(const unsigned char *s, size_t n);
+
 /* SHA-256 of data into out[32]. */
 void pgw_sha256(const void *data, size_t n, unsigned char out[32]);
 

@@ -12,7 +12,8 @@ CFLAGS     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-
               -O1 -g -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SAN)
 LDLIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
-TARGETS  := fuzz_wake_request fuzz_contact fuzz_config fuzz_apns_response fuzz_fcm_response
+# every tests/fuzz/fuzz_*.c is a target
+TARGETS  := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
 GW_SRC   := $(filter-out gateway/main.c,$(wildcard gateway/*.c))
 LIB_OBJ  := $(GW_SRC:gateway/%.c=$(BUILD_FUZZ)/obj/%.o) \
             $(BUILD_FUZZ)/obj/fuzzenv.o $(BUILD_FUZZ)/obj/fuzzcheck.o

@@ -9,7 +9,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
-all_targets=(fuzz_wake_request fuzz_contact fuzz_config fuzz_apns_response fuzz_fcm_response)
+all_targets=()
+for f in tests/fuzz/fuzz_*.c; do all_targets+=("$(basename "$f" .c)"); done
 seconds=${FUZZ_SECONDS:-60}
 targets=()
 while [ $# -gt 0 ]; do
