@@ -190,7 +190,10 @@ static void pushgw_fcm_data(jsonw *w, const enc *e)
 	jsonw_object_end(w);
 }
 
-static void pushgw_fcm(jsonw *w, const enc *e)
+/* {"message": {"token": …, "android": {"priority": …, "ttl": "<ttl>s" — the
+ * android object left open: one profile puts its data beside it, the other
+ * inside it. fcm_message_end() closes what is still open. */
+static void fcm_message_begin(jsonw *w, const enc *e, const char *priority)
 {
 	char ttl[32];
 
@@ -201,13 +204,24 @@ static void pushgw_fcm(jsonw *w, const enc *e)
 	jsonw_kv_str(w, "token", e->t->token);
 	jsonw_key(w, "android");
 	jsonw_object_begin(w);
-	jsonw_kv_str(w, "priority", "HIGH");
+	jsonw_kv_str(w, "priority", priority);
 	jsonw_kv_str(w, "ttl", ttl);
-	jsonw_object_end(w);
+}
+
+/* Only objects are open in an FCM message. */
+static void fcm_message_end(jsonw *w)
+{
+	while (w->depth > 0)
+		jsonw_object_end(w);
+}
+
+static void pushgw_fcm(jsonw *w, const enc *e)
+{
+	fcm_message_begin(w, e, "HIGH");
+	jsonw_object_end(w); /* android */
 	jsonw_key(w, "data");
 	pushgw_fcm_data(w, e);
-	jsonw_object_end(w);
-	jsonw_object_end(w);
+	fcm_message_end(w);
 }
 
 /* ---- profile "linphone" (Flexisip's shape) ---- */
@@ -278,17 +292,7 @@ static void linphone_apns_alert(jsonw *w, const enc *e)
 
 static void linphone_fcm(jsonw *w, const enc *e)
 {
-	char ttl[32];
-
-	snprintf(ttl, sizeof ttl, "%ds", e->ctx->ttl_s);
-	jsonw_object_begin(w);
-	jsonw_key(w, "message");
-	jsonw_object_begin(w);
-	jsonw_kv_str(w, "token", e->t->token);
-	jsonw_key(w, "android");
-	jsonw_object_begin(w);
-	jsonw_kv_str(w, "priority", "high");
-	jsonw_kv_str(w, "ttl", ttl);
+	fcm_message_begin(w, e, "high");
 	jsonw_key(w, "data");
 	jsonw_object_begin(w);
 	linphone_cancel_fields(w, e);
@@ -305,10 +309,7 @@ static void linphone_fcm(jsonw *w, const enc *e)
 		jsonw_value_as_string(w, e->call->data);
 	else
 		jsonw_str(w, "{}");
-	jsonw_object_end(w);
-	jsonw_object_end(w);
-	jsonw_object_end(w);
-	jsonw_object_end(w);
+	fcm_message_end(w);
 }
 
 static const profile profiles[] = {
