@@ -73,75 +73,10 @@ static const char *const migrations[] = {
 	"CREATE FUNCTION pushgw_token_key(p_provider smallint, p_app text, p_token text)"
 	"  RETURNS bigint LANGUAGE sql IMMUTABLE STRICT"
 	"  AS $$ SELECT hashtextextended(format('t/%s/%s/%s', p_provider, p_app, p_token), 0) $$;"
-	"CREATE FUNCTION pushgw_put(p_ext text, p_device_id text, p_provider smallint,"
-	"    p_app text, p_token text, p_remote text, p_env smallint, p_call_str bytea,"
-	"    p_call_snd bytea, p_silent boolean, OUT created boolean, OUT moved integer,"
-	"    OUT created_at bigint, OUT updated_at bigint)"
-	"  LANGUAGE plpgsql AS $$"
-	"DECLARE"
-	"  id_token text := coalesce(p_token, p_remote);"
-	"  now_ms bigint;"
-	"  k bigint;"
-	"  n integer;"
-	"BEGIN"
-	"  FOR k IN SELECT DISTINCT key FROM unnest(ARRAY["
-	"      pushgw_token_key(p_provider, p_app, id_token),"
-	"      pushgw_token_key(p_provider, p_app, p_remote),"
-	"      hashtextextended(format('d/%s/%s', p_ext, p_device_id), 0)]) AS key"
-	"    WHERE key IS NOT NULL ORDER BY key LOOP"
-	"    PERFORM pg_advisory_xact_lock(k);"
-	"  END LOOP;"
-	"  now_ms := pushgw_now_ms();"
-	"  DELETE FROM pushgw_device WHERE provider = p_provider AND app = p_app"
-	"    AND coalesce(token, remote_token) = id_token"
-	"    AND NOT (extension = p_ext AND device_id = p_device_id);"
-	"  GET DIAGNOSTICS moved = ROW_COUNT;"
-	"  IF p_remote IS NOT NULL THEN"
-	"    DELETE FROM pushgw_device WHERE provider = p_provider AND app = p_app"
-	"      AND remote_token = p_remote"
-	"      AND NOT (extension = p_ext AND device_id = p_device_id);"
-	"    GET DIAGNOSTICS n = ROW_COUNT;"
-	"    moved := moved + n;"
-	"  END IF;"
-	"  PERFORM 1 FROM pushgw_device WHERE extension = p_ext AND device_id = p_device_id;"
-	"  created := NOT FOUND;"
-	"  INSERT INTO pushgw_device (extension, device_id, provider, app, token, remote_token,"
-	"      environment, call_str, call_snd, silent, created_at, updated_at)"
-	"    VALUES (p_ext, p_device_id, p_provider, p_app, p_token, p_remote, p_env,"
-	"      p_call_str, p_call_snd, p_silent, now_ms, now_ms)"
-	"    ON CONFLICT (extension, device_id) DO UPDATE SET provider = EXCLUDED.provider,"
-	"      app = EXCLUDED.app, token = EXCLUDED.token, remote_token = EXCLUDED.remote_token,"
-	"      environment = EXCLUDED.environment, call_str = EXCLUDED.call_str,"
-	"      call_snd = EXCLUDED.call_snd, silent = EXCLUDED.silent,"
-	"      updated_at = EXCLUDED.updated_at"
-	"    RETURNING pushgw_device.created_at, pushgw_device.updated_at"
-	"    INTO created_at, updated_at;"
-	"END $$;"
-	/* p_alert: the token may be the alert token of a device that keeps its
-	 * VoIP token (APNs); then only that token goes. */
-	"CREATE FUNCTION pushgw_prune(p_provider smallint, p_app text, p_token text,"
-	"    p_not_after bigint, p_alert boolean, OUT removed integer, OUT changed integer)"
-	"  LANGUAGE plpgsql AS $$"
-	"BEGIN"
-	"  PERFORM pg_advisory_xact_lock(pushgw_token_key(p_provider, p_app, p_token));"
-	"  DELETE FROM pushgw_device WHERE provider = p_provider AND app = p_app"
-	"    AND coalesce(token, remote_token) = p_token"
-	"    AND (p_not_after = 0 OR updated_at < p_not_after);"
-	"  GET DIAGNOSTICS removed = ROW_COUNT;"
-	"  changed := 0;"
-	"  IF removed = 0 AND p_alert THEN"
-	"    UPDATE pushgw_device SET remote_token = NULL"
-	"      WHERE provider = p_provider AND app = p_app AND remote_token = p_token"
-	"      AND token IS NOT NULL AND (p_not_after = 0 OR updated_at < p_not_after);"
-	"    GET DIAGNOSTICS changed = ROW_COUNT;"
-	"  END IF;"
-	"END $$;",
 	/* A put limited to the apps of the caller's key (p_apps; NULL = every
 	 * app): a row at (ext, device id) of another app is left alone and
 	 * the call says forbidden. The check runs under the same lock as the
-	 * write, so no other put can change the row's app in between. The
-	 * 10-argument pushgw_put stays for replicas of the previous release
-	 * during a rolling upgrade. */
+	 * write, so no other put can change the row's app in between. */
 	"CREATE FUNCTION pushgw_put(p_ext text, p_device_id text, p_provider smallint,"
 	"    p_app text, p_token text, p_remote text, p_env smallint, p_call_str bytea,"
 	"    p_call_snd bytea, p_silent boolean, p_apps text[], OUT forbidden boolean,"
@@ -194,6 +129,25 @@ static const char *const migrations[] = {
 	"      updated_at = EXCLUDED.updated_at"
 	"    RETURNING pushgw_device.created_at, pushgw_device.updated_at"
 	"    INTO created_at, updated_at;"
+	"END $$;"
+	/* p_alert: the token may be the alert token of a device that keeps its
+	 * VoIP token (APNs); then only that token goes. */
+	"CREATE FUNCTION pushgw_prune(p_provider smallint, p_app text, p_token text,"
+	"    p_not_after bigint, p_alert boolean, OUT removed integer, OUT changed integer)"
+	"  LANGUAGE plpgsql AS $$"
+	"BEGIN"
+	"  PERFORM pg_advisory_xact_lock(pushgw_token_key(p_provider, p_app, p_token));"
+	"  DELETE FROM pushgw_device WHERE provider = p_provider AND app = p_app"
+	"    AND coalesce(token, remote_token) = p_token"
+	"    AND (p_not_after = 0 OR updated_at < p_not_after);"
+	"  GET DIAGNOSTICS removed = ROW_COUNT;"
+	"  changed := 0;"
+	"  IF removed = 0 AND p_alert THEN"
+	"    UPDATE pushgw_device SET remote_token = NULL"
+	"      WHERE provider = p_provider AND app = p_app AND remote_token = p_token"
+	"      AND token IS NOT NULL AND (p_not_after = 0 OR updated_at < p_not_after);"
+	"    GET DIAGNOSTICS changed = ROW_COUNT;"
+	"  END IF;"
 	"END $$;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
@@ -494,17 +448,6 @@ static pgw_err conn_run(pg_conn *c, enum stmt_id id, const call_params *p,
 
 /* ---- the pool ---- */
 
-static void deadline_in(struct timespec *ts, int ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void pool_put_back(registry_store *s, pg_conn *c)
 {
 	c->next_idle = s->idle;
@@ -548,7 +491,7 @@ static pgw_err pool_acquire(registry_store *s, int wait_ms, bool fresh, pg_conn 
 	pg_conn *c;
 	bool paused;
 
-	deadline_in(&until, wait_ms);
+	pgw_timespec_in(&until, CLOCK_MONOTONIC, wait_ms);
 	pthread_mutex_lock(&s->lock);
 	while (!s->idle) {
 		if (pthread_cond_timedwait(&s->freed, &s->lock, &until) != 0 && !s->idle) {
