@@ -451,13 +451,7 @@ size_t callbacks_drain(callbacks *cbs, int timeout_ms)
 	struct timespec until;
 	size_t n;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	pgw_timespec_in(&until, CLOCK_REALTIME, timeout_ms);
 	pthread_mutex_lock(&cbs->lock);
 	while (cbs->pending > 0 && timeout_ms > 0 &&
 	       pthread_cond_timedwait(&cbs->idle_cv, &cbs->lock, &until) == 0)

@@ -336,12 +336,7 @@ static void *watchdog_main(void *arg)
 			if (api->watch_stop)
 				break;
 		}
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += WATCHDOG_PERIOD_MS * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		pgw_timespec_in(&until, CLOCK_REALTIME, WATCHDOG_PERIOD_MS);
 		pthread_cond_timedwait(&api->watch_cv, &api->watch_lock, &until);
 	}
 	pthread_mutex_unlock(&api->watch_lock);

@@ -174,21 +174,6 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static void deadline_at(struct timespec *ts, int64_t at_ms)
-{
-	int64_t wait = at_ms - pgw_now_ms();
-
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	if (wait < 0)
-		wait = 0;
-	ts->tv_sec += (time_t)(wait / 1000);
-	ts->tv_nsec += (long)(wait % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 /* End the jobs that are due (lock held) into *out (malloc'd, caller
  * frees); *next_ms gets the next deadline still ahead. */
 static size_t collect_due(registry_queue *q, int64_t now, ended **out, int64_t *next_ms)
@@ -241,7 +226,7 @@ static void *deadline_main(void *arg)
 			pthread_mutex_lock(&q->lock);
 			continue;
 		}
-		deadline_at(&until, next_ms);
+		pgw_timespec_in(&until, CLOCK_MONOTONIC, next_ms - pgw_now_ms());
 		pthread_cond_timedwait(&q->due, &q->lock, &until);
 	}
 	pthread_mutex_unlock(&q->lock);

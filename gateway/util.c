@@ -56,6 +56,19 @@ static pgw_err random_fill(void *buf, size_t n)
 static _Thread_local unsigned char rnd_pool[4096];
 static _Thread_local size_t rnd_left;
 
+void pgw_timespec_in(struct timespec *ts, clockid_t clock, int64_t ms)
+{
+	clock_gettime(clock, ts);
+	if (ms < 0)
+		ms = 0;
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 pgw_err pgw_random_bytes(void *buf, size_t n)
 {
 	unsigned char *p = buf;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "pushgw/err.h"
 
@@ -14,6 +15,11 @@ int64_t pgw_now_ms(void);
 int64_t pgw_now_us(void);
 /* Wall clock, milliseconds since the Unix epoch. */
 int64_t pgw_wall_ms(void);
+
+/* The moment ms (< 0: 0) from now on clock, for pthread_cond_timedwait()
+ * (CLOCK_REALTIME for a default condition variable, CLOCK_MONOTONIC for one
+ * set up with pthread_condattr_setclock()). */
+void pgw_timespec_in(struct timespec *ts, clockid_t clock, int64_t ms);
 
 /* Fill buf with n cryptographically random bytes (getrandom). */
 pgw_err pgw_random_bytes(void *buf, size_t n);
