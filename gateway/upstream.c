@@ -676,9 +676,17 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 	case FCM_DONE:
 		attempt_finish(a, v.status, v.reason, v.detail);
 		return;
-	case FCM_RETRY:
-		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, v.detail);
+	case FCM_RETRY: {
+		/* Google asks for its Retry-After to be honoured on 5xx too */
+		int64_t wait = backoff_ms(push->result.attempts);
+
+		ra = header_value(resp, "retry-after");
+		if (ra && pgw_retry_after_s(ra, pgw_wall_ms() / 1000, &secs) == PGW_OK &&
+		    secs * 1000 > wait)
+			wait = secs * 1000;
+		retry_or_finish(a, wait, v.status, v.reason, v.detail);
 		return;
+	}
 	case FCM_RETRY_AFTER:
 		/* project-wide quota: only worth it when the wait fits the deadline */
 		ra = header_value(resp, "retry-after");

@@ -105,6 +105,14 @@ t_fcm_errors_map_to_statuses() {
 	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"$when\"}]}" >/dev/null
 	api F POST /v1/wake "$(fcm_body "$t" qd2)"
 	expect_eq "Retry-After date beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
+	# a 503 that says when to come back is retried then, not sooner
+	t="$FTOK-u"
+	sim_ctl A POST /script "{\"$t\": [{\"status\":503,\"fcm\":\"UNAVAILABLE\",\"retry_after\":\"1\"},{\"status\":200}]}" >/dev/null
+	start=$(date +%s%N)
+	api F POST /v1/wake "$(fcm_body "$t" u)"
+	took=$((($(date +%s%N) - start) / 1000000))
+	expect_eq "UNAVAILABLE with Retry-After: 1, then 200: sent at the second try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
+	check "waited the Retry-After (took ${took} ms)" test "$took" -ge 1000
 }
 
 t_revoked_token_is_refreshed_once() {
