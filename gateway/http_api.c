@@ -63,10 +63,12 @@
 #define PER_IP_CONNECTION_LIMIT 256
 /* calls × alert-only devices ringing at once */
 #define RINGING_MAX 10000
-/* Registry calls of requests run on their own threads (registry_queue.h),
- * as many as the PostgreSQL pool has sessions; past REGISTRY_WAITING_MAX
- * calls waiting for one, a request is answered 503 at once. */
-#define REGISTRY_THREADS 4
+/* Registry calls of requests run on their own threads (registry_queue.h);
+ * more threads than database sessions, so that registrations waiting for a
+ * commit can join one (group commit, in both backends). Past
+ * REGISTRY_WAITING_MAX calls waiting for a thread, a request is answered
+ * 503 at once. */
+#define REGISTRY_THREADS 16
 #define REGISTRY_WAITING_MAX 128
 /* How long a request waits for its registry call before it is answered
  * 503 registry_unavailable (the call may still complete later). */

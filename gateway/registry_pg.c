@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,9 +19,16 @@
 #define POOL_SIZE 4
 /* A call that finds every connection busy this long answers ETIMEOUT. */
 #define ACQUIRE_TIMEOUT_MS 5000
+/* A pool with no session free and no call finished for this long is stuck. */
+#define BUSY_STUCK_MS 2000
 /* After a failed connection attempt, calls fail at once for this long
  * instead of each waiting for a server that is not there. */
 #define RECONNECT_PAUSE_MS 500
+/* Group commit: at most this many puts share one transaction, and at most
+ * PUT_LEADERS transactions of puts run at once (the other sessions stay
+ * free for reads and prunes). */
+#define PUT_BATCH_MAX 32
+#define PUT_LEADERS (POOL_SIZE / 2)
 /* Attempts of a write that lost a race (deadlock, serialization, unique). */
 #define CONFLICT_ATTEMPTS 4
 /* Replicas starting together migrate one at a time under this lock. */
@@ -227,6 +235,13 @@ struct registry_store {
 	bool down;
 	bool probing;
 	int64_t retry_at_ms;
+	/* When a call last succeeded: a pool too busy to lend a session is
+	 * working if calls still finish, stuck if none did for a while. */
+	_Atomic int64_t last_ok_ms;
+	/* Under lock: puts waiting for a batch, and batches running. */
+	struct put_waiter *put_head, *put_tail;
+	int put_leaders;
+	pthread_cond_t put_done;
 };
 
 /* ---- connections ---- */
@@ -562,8 +577,10 @@ static pgw_err store_call(registry_store *s, int wait_ms, conn_op op, void *arg)
 		gone = c->gone;
 		conflict = c->conflict;
 		pool_release(s, c);
-		if (err == PGW_OK)
+		if (err == PGW_OK) {
+			atomic_store(&s->last_ok_ms, pgw_now_ms());
 			return PGW_OK;
+		}
 		if (gone && reused && !retried_gone) {
 			retried_gone = true;
 			continue;
@@ -681,6 +698,7 @@ static void pg_close(registry_store *s)
 		conn_reset(&s->conns[i]);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->freed);
+	pthread_cond_destroy(&s->put_done);
 	free(s->url);
 	free(s);
 }
@@ -703,6 +721,7 @@ static pgw_err store_alloc(const char *url, registry_store **out)
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->freed, &attr);
 	pthread_condattr_destroy(&attr);
+	pthread_cond_init(&s->put_done, NULL);
 	for (i = POOL_SIZE - 1; i >= 0; i--)
 		pool_put_back(s, &s->conns[i]);
 	*out = s;
@@ -740,6 +759,7 @@ static pgw_err pg_open(const pgw_config *cfg, registry_store **out, char *why, s
 		return err;
 	}
 	first->reused = true;
+	atomic_store(&s->last_ok_ms, pgw_now_ms());
 	*out = s;
 	return PGW_OK;
 }
@@ -792,6 +812,99 @@ static pgw_err put_op(pg_conn *c, void *arg)
 	return err;
 }
 
+/* A put waiting for, or done by, a batch. */
+typedef struct put_waiter {
+	put_call *call;
+	pgw_err err;
+	bool done;
+	struct put_waiter *next;
+} put_waiter;
+
+static pgw_err conn_simple(pg_conn *c, const char *sql)
+{
+	PGresult *res = PQexec(c->pg, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		return result_failure(c, res, sql);
+	PQclear(res);
+	return PGW_OK;
+}
+
+/* The puts of a batch (a list) in one transaction: one durable commit for
+ * all of them. Any failure rolls the whole batch back, and the caller runs
+ * its puts one by one instead (so a lost race is not retried here). */
+static pgw_err batch_op(pg_conn *c, void *arg)
+{
+	put_waiter *w;
+	pgw_err err = conn_simple(c, "BEGIN");
+
+	for (w = arg; err == PGW_OK && w; w = w->next)
+		err = put_op(c, w->call);
+	if (err == PGW_OK)
+		err = conn_simple(c, "COMMIT");
+	if (err != PGW_OK && !c->gone && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+	c->conflict = false;
+	return err;
+}
+
+static void run_batch(registry_store *s, put_waiter *batch)
+{
+	put_waiter *w;
+	pgw_err err = PGW_EIO;
+
+	if (batch->next)
+		err = store_call(s, ACQUIRE_TIMEOUT_MS, batch_op, batch);
+	for (w = batch; w; w = w->next)
+		w->err = err == PGW_OK ? PGW_OK : store_call(s, ACQUIRE_TIMEOUT_MS, put_op, w->call);
+}
+
+/* Group commit. Each registration is acknowledged only once durable, and a
+ * durable commit (a WAL flush) per registration was what limited them:
+ * puts that arrive while PUT_LEADERS batches are running queue up, and the
+ * next caller to find a free slot runs up to PUT_BATCH_MAX of them in one
+ * transaction. A lone put runs at once, as before. */
+static pgw_err put_grouped(registry_store *s, put_call *p)
+{
+	put_waiter self = { .call = p };
+
+	pthread_mutex_lock(&s->lock);
+	if (s->put_tail)
+		s->put_tail->next = &self;
+	else
+		s->put_head = &self;
+	s->put_tail = &self;
+	while (!self.done) {
+		put_waiter *batch, *w;
+		int n;
+
+		if (s->put_leaders >= PUT_LEADERS || !s->put_head) {
+			pthread_cond_wait(&s->put_done, &s->lock);
+			continue;
+		}
+		batch = s->put_head;
+		for (w = batch, n = 1; w->next && n < PUT_BATCH_MAX; w = w->next)
+			n++;
+		s->put_head = w->next;
+		if (!s->put_head)
+			s->put_tail = NULL;
+		w->next = NULL;
+		s->put_leaders++;
+		pthread_mutex_unlock(&s->lock);
+		run_batch(s, batch);
+		pthread_mutex_lock(&s->lock);
+		s->put_leaders--;
+		while (batch) {
+			w = batch;
+			batch = w->next; /* the waiter may go once it is done */
+			w->done = true;
+		}
+		pthread_cond_broadcast(&s->put_done);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return self.err;
+}
+
 static pgw_err pg_put(registry_store *s, const char *ext, const char *device_id,
 		      const pgw_target *t, const registry_apps *apps, int64_t now_ms,
 		      registry_put_outcome *out)
@@ -803,7 +916,7 @@ static pgw_err pg_put(registry_store *s, const char *ext, const char *device_id,
 	if (err != PGW_OK)
 		return err;
 	p.apps = array;
-	err = store_call(s, ACQUIRE_TIMEOUT_MS, put_op, &p);
+	err = put_grouped(s, &p);
 	free(array);
 	if (err == PGW_OK && p.forbidden)
 		return PGW_EAUTH;
@@ -1101,7 +1214,9 @@ static pgw_err ping_op(pg_conn *c, void *arg)
 }
 
 /* Readiness: false at once while the server is known to be down; a pool
- * too busy to lend a connection within a second counts as working. */
+ * too busy to lend a connection within a second counts as working while
+ * calls still succeed, and as stuck (a server that stopped answering) when
+ * none did for BUSY_STUCK_MS. */
 static bool pg_healthy(registry_store *s)
 {
 	pgw_err err;
@@ -1115,7 +1230,7 @@ static bool pg_healthy(registry_store *s)
 	pthread_mutex_lock(&s->lock);
 	down = s->down;
 	pthread_mutex_unlock(&s->lock);
-	return !down;
+	return !down && pgw_now_ms() - atomic_load(&s->last_ok_ms) < BUSY_STUCK_MS;
 }
 
 const registry_backend registry_pg_backend = {

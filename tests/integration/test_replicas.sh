@@ -194,12 +194,16 @@ t_database_hangs() {
 	begin "database hung: registry calls wait off the request threads, 503 in bounded time; explicit wakes, /healthz, /metrics answer; SIGCONT recovers"
 	put_dev A 6001 phone 8601
 	expect_eq "registered before the hang" "$STATUS" 201
-	# Every pooled session open, so that each registry thread blocks on one
-	# (writes wait for a commit: concurrent enough to open them all).
+	# Every pooled session open, so that the registry threads block on them
+	# rather than on connecting: writes (which share at most two sessions,
+	# batched) and reads at once are concurrent enough to open all four.
 	local i
+	burst_config A 200 "$WORK/warm-reads.txt"
 	for i in $(seq 1 20); do
 		race_config A $((100 + i)) "$WORK/warm.txt" warm
-		curl -sS --no-progress-meter --parallel --parallel-max 32 --config "$WORK/warm.txt" >/dev/null
+		curl -sS --no-progress-meter --parallel --parallel-max 32 --config "$WORK/warm.txt" >/dev/null &
+		curl -sS --no-progress-meter --parallel --parallel-max 32 --config "$WORK/warm-reads.txt" >/dev/null
+		wait $!
 		[ "$(pushgw_sessions)" = 4 ] && break
 	done
 	expect_eq "A holds its 4 database sessions" "$(pushgw_sessions)" 4

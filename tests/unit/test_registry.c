@@ -1302,6 +1302,46 @@ static void *churn_run(void *arg)
 	return NULL;
 }
 
+/* Puts from many threads at once share commits: fewer write transactions
+ * (each takes one transaction id) than puts, and every put is there. */
+static void test_pg_group_commit(void)
+{
+	registry *reg;
+	pthread_t th[THREADS];
+	worker w[THREADS];
+	long long xid_before, xid_after;
+	int i, failures = 0;
+
+	TEST("pg group commit: 4 threads x 1000 puts take fewer transactions than puts, all stored");
+	use_url(pg_main);
+	reg = open_or_die();
+	/* a clean slate: the shared suite used these names */
+	for (i = 0; i < THREADS; i++) {
+		char ext[32];
+		int j;
+
+		for (j = 0; j < 10; j++) {
+			snprintf(ext, sizeof ext, "t%d-%d", i, j);
+			registry_delete_extension(reg, ext, NULL);
+		}
+	}
+	xid_before = pg_query_int(pg_main, "SELECT txid_current()");
+	for (i = 0; i < THREADS; i++) {
+		w[i] = (worker){ .reg = reg, .index = i };
+		pthread_create(&th[i], NULL, worker_run, &w[i]);
+	}
+	for (i = 0; i < THREADS; i++) {
+		pthread_join(th[i], NULL);
+		failures += w[i].failures;
+	}
+	xid_after = pg_query_int(pg_main, "SELECT txid_current()");
+	CHECK(failures == 0);
+	CHECK(xid_after - xid_before - 1 < (long long)THREADS * PER_THREAD * 9 / 10);
+	fprintf(stderr, "   %d puts, %lld write transactions\n", THREADS * PER_THREAD,
+		xid_after - xid_before - 1);
+	registry_close(reg);
+}
+
 static void test_pg_no_leak(void)
 {
 	registry *reg;
@@ -1396,7 +1436,7 @@ static void run_pg(void)
 
 	fprintf(stderr, "== backend: postgresql\n");
 	if (!mkdtemp(pg_dir)) {
-		printf("registry: PostgreSQL tests skipped: cannot make a temp folder\n");
+		CHECK(!"a temp folder for the PostgreSQL server");
 		return;
 	}
 	if (!pg_cluster("start"))
@@ -1405,13 +1445,16 @@ static void run_pg(void)
 	if (!skip && !pg_create_db(name, pg_main, sizeof pg_main))
 		skip = "cannot create a test database";
 	if (skip) {
-		printf("registry: PostgreSQL tests skipped: %s\n", skip);
+		/* make test installs PostgreSQL: not having it is a failure */
+		fprintf(stderr, "FAIL registry: PostgreSQL tests cannot run: %s\n", skip);
+		CHECK(!"a throw-away PostgreSQL server");
 		pg_cluster("destroy");
 		rmdir(pg_dir);
 		return;
 	}
 	test_pg_migration();
 	run_shared_suite(&pg_fixture);
+	test_pg_group_commit();
 	test_pg_no_leak();
 	test_pg_outage();
 	pg_cluster("destroy");
