@@ -683,7 +683,7 @@ static enum MHD_Result call_failed(struct MHD_Connection *c, request *r, const r
 				  "the gateway is shutting down; retry on another instance");
 	if (k->refused == PGW_EFULL)
 		snprintf(msg, sizeof msg, "%stoo many registry calls are waiting; retry shortly", field);
-	else if (k->timed_out)
+	else if (k->timed_out || k->rc == PGW_ETIMEOUT) /* the queue's deadline, or the backend's */
 		snprintf(msg, sizeof msg, "%sthe registry did not answer in time", field);
 	else
 		snprintf(msg, sizeof msg, "%sthe registry cannot serve this now (%s)", field,
