@@ -17,16 +17,7 @@ write_config "$WORK/sys.json" A 'del(.upstream.ca_file)'
 
 wake_with() { # wake_with NAME TOKEN_NUMBER ENV…: start a gateway under ENV, wake once, stop it
 	local name=$1 n=$2; shift 2
-	env "$@" $PUSHGW -c "$WORK/sys.json" 2>"$WORK/gw-$name.log" &
-	local pid=$! port="" i
-	gw_track "$name" "$pid" "$WORK/gw-$name.log"
-	for i in $(seq 1 200); do
-		port=$(grep -m1 '"pushgw listening"' "$WORK/gw-$name.log" 2>/dev/null | jq -r .addr | sed 's/.*://')
-		[ -n "$port" ] && break
-		sleep 0.05
-	done
-	printf -v "GW_PORT_$name" '%s' "$port"
-	printf -v "GW_PID_$name" '%s' "$pid"
+	WRAP="env $*" start_gw "$name" "$WORK/sys.json" || { bad "$name did not start"; return; }
 	api "$name" POST /v1/wake "$(wake_body "$(tok "$n")" "call-trust-$n")"
 	stop_gw "$name"
 }
