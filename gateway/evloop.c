@@ -56,9 +56,10 @@ struct evloop {
 	size_t heap_len, heap_cap;
 	uint64_t timer_seq;
 
-	pthread_mutex_t mu; /* guards the posted list and wake_pending */
+	pthread_mutex_t mu; /* guards the posted list, wake_pending and closed */
 	struct posted *post_head, *post_tail;
 	bool wake_pending; /* eventfd written and not yet drained */
+	bool closed;       /* evloop_stop() began: posts are refused */
 
 	pthread_t thread;
 	bool running; /* touched only by the controlling thread */
@@ -221,6 +222,13 @@ pgw_err evloop_post(evloop *loop, evloop_fn fn, void *arg)
 	p->next = NULL;
 
 	pthread_mutex_lock(&loop->mu);
+	if (loop->closed) {
+		/* nothing would run it: the caller must finish its work itself
+		 * (a request suspended for it answers now instead of never) */
+		pthread_mutex_unlock(&loop->mu);
+		free(p);
+		return PGW_ESTATE;
+	}
 	if (loop->post_tail)
 		loop->post_tail->next = p;
 	else
@@ -237,13 +245,10 @@ pgw_err evloop_post(evloop *loop, evloop_fn fn, void *arg)
 
 /* Take the whole list under the lock, then run it unlocked: posting stays a
  * malloc plus a few instructions under the mutex. */
-static void posted_run(evloop *loop)
+static void posted_take_and_run(evloop *loop)
 {
-	uint64_t count;
 	struct posted *p;
 
-	while (read(loop->wakefd, &count, sizeof count) < 0 && errno == EINTR)
-		;
 	pthread_mutex_lock(&loop->mu);
 	p = loop->post_head;
 	loop->post_head = loop->post_tail = NULL;
@@ -256,6 +261,15 @@ static void posted_run(evloop *loop)
 		free(p);
 		p = next;
 	}
+}
+
+static void posted_run(evloop *loop)
+{
+	uint64_t count;
+
+	while (read(loop->wakefd, &count, sizeof count) < 0 && errno == EINTR)
+		;
+	posted_take_and_run(loop);
 }
 
 /* ---- fd watches ---- */
@@ -407,6 +421,9 @@ pgw_err evloop_start(evloop *loop)
 	if (loop->running)
 		return PGW_ESTATE;
 	atomic_store(&loop->stop, false);
+	pthread_mutex_lock(&loop->mu);
+	loop->closed = false;
+	pthread_mutex_unlock(&loop->mu);
 	if (pthread_create(&loop->thread, NULL, loop_main, loop) != 0)
 		return PGW_ENOMEM;
 	loop->running = true;
@@ -417,10 +434,20 @@ void evloop_stop(evloop *loop)
 {
 	if (!loop->running)
 		return;
+	/* Refuse new posts first, under the lock that orders them: every post
+	 * that returned PGW_OK is then in the list, and runs below if the
+	 * loop thread did not get to it. Dropping it instead would strand
+	 * whoever waits for it (a suspended request never answered). */
+	pthread_mutex_lock(&loop->mu);
+	loop->closed = true;
+	pthread_mutex_unlock(&loop->mu);
 	atomic_store(&loop->stop, true);
 	wake(loop);
 	pthread_join(loop->thread, NULL);
 	loop->running = false;
+	/* the caller owns the loop now; work posted meanwhile may post more,
+	 * which is refused */
+	posted_take_and_run(loop);
 }
 
 bool evloop_in_loop_thread(const evloop *loop)

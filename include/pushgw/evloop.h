@@ -26,12 +26,18 @@ void evloop_free(evloop *loop);
 
 /* Start the loop thread. */
 pgw_err evloop_start(evloop *loop);
-/* Ask the loop to stop and join it. Not from the loop thread. */
+/* Ask the loop to stop and join it. Not from the loop thread. From the
+ * moment it is called evloop_post() refuses work (PGW_ESTATE); work posted
+ * before that the loop did not run yet runs here, on the caller, after the
+ * join. Timers and fd watches stay, unrun, for the caller (now the loop's
+ * only user) to cancel or evloop_free() to drop. */
 void evloop_stop(evloop *loop);
 bool evloop_in_loop_thread(const evloop *loop);
 
-/* Run fn(arg) on the loop thread, FIFO. Thread-safe. fn runs exactly once
- * unless the loop is freed first. */
+/* Run fn(arg) on the loop thread, FIFO. Thread-safe. After PGW_OK fn runs
+ * exactly once: on the loop thread, or on the thread that stops the loop
+ * (evloop_stop()). PGW_ESTATE once the loop is stopping or stopped (not
+ * before its first start): fn will not run, the caller finishes the work. */
 pgw_err evloop_post(evloop *loop, evloop_fn fn, void *arg);
 
 pgw_err evloop_io_add(evloop *loop, int fd, uint32_t events, evloop_io_fn fn, void *arg);

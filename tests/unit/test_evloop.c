@@ -3,6 +3,7 @@
  * drives the loop thread through evloop_post() and waits on a semaphore. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,18 +515,102 @@ static void test_free_with_pending(void)
 {
 	evloop *loop = NULL;
 
-	TEST("free with pending timers and posted work releases them without running them");
+	TEST("after stop, posts are refused; free releases unrun timers without running them");
 	CHECK(evloop_new(&loop) == PGW_OK);
 	CHECK(evloop_start(loop) == PGW_OK);
 	CHECK(evloop_start(loop) == PGW_ESTATE);
 	evloop_stop(loop);
-	CHECK(evloop_post(loop, must_not_run, NULL) == PGW_OK);
+	CHECK(evloop_post(loop, must_not_run, NULL) == PGW_ESTATE);
 	CHECK(evloop_timer_add(loop, 100000, must_not_run, NULL) != NULL);
 	CHECK(evloop_timer_add(loop, 0, must_not_run, NULL) != NULL);
 	usleep(10 * 1000);
 	evloop_free(loop);
 	CHECK(never_ran == 0);
 	evloop_free(NULL);
+
+	TEST("a loop started again takes posts again");
+	CHECK(evloop_new(&loop) == PGW_OK);
+	CHECK(evloop_start(loop) == PGW_OK);
+	evloop_stop(loop);
+	CHECK(evloop_start(loop) == PGW_OK);
+	CHECK(evloop_post(loop, must_not_run, NULL) == PGW_OK);
+	evloop_stop(loop);
+	CHECK(never_ran == 1);
+	evloop_free(loop);
+	never_ran = 0;
+}
+
+/* Work posted before the stop that the loop did not reach runs on the
+ * stopping thread, exactly once: a request waiting for it is never
+ * stranded. */
+typedef struct stop_race {
+	evloop *loop;
+	sem_t started, release;
+	atomic_int runs;
+	atomic_int runs_on_stopper;
+	pthread_t stopper;
+	atomic_bool stopper_set;
+} stop_race;
+
+static void blocker(void *arg)
+{
+	stop_race *sr = arg;
+
+	sem_post(&sr->started);
+	sem_wait(&sr->release);
+}
+
+static void counted(void *arg)
+{
+	stop_race *sr = arg;
+
+	atomic_fetch_add(&sr->runs, 1);
+	if (atomic_load(&sr->stopper_set) && pthread_equal(pthread_self(), sr->stopper))
+		atomic_fetch_add(&sr->runs_on_stopper, 1);
+}
+
+static void *stopper_main(void *arg)
+{
+	stop_race *sr = arg;
+
+	evloop_stop(sr->loop);
+	return NULL;
+}
+
+static void test_stop_runs_leftover_posts(void)
+{
+	stop_race sr;
+	int accepted = 1;
+
+	TEST("work posted before stop but not reached by the loop runs once, on the stopping thread");
+	memset(&sr, 0, sizeof sr);
+	sem_init(&sr.started, 0, 0);
+	sem_init(&sr.release, 0, 0);
+	CHECK(evloop_new(&sr.loop) == PGW_OK);
+	CHECK(evloop_start(sr.loop) == PGW_OK);
+	CHECK(evloop_post(sr.loop, blocker, &sr) == PGW_OK);
+	CHECK(sem_wait_ms(&sr.started, 5000));
+	/* the loop is busy in blocker: this one waits in the list */
+	CHECK(evloop_post(sr.loop, counted, &sr) == PGW_OK);
+	CHECK(pthread_create(&sr.stopper, NULL, stopper_main, &sr) == 0);
+	atomic_store(&sr.stopper_set, true);
+	/* until the stop closes the queue, posts are still taken (and so owed) */
+	for (int i = 0; i < 5000; i++) {
+		pgw_err e = evloop_post(sr.loop, counted, &sr);
+		if (e == PGW_ESTATE)
+			break;
+		CHECK(e == PGW_OK);
+		accepted++;
+		usleep(1000);
+	}
+	CHECK(evloop_post(sr.loop, counted, &sr) == PGW_ESTATE);
+	sem_post(&sr.release);
+	pthread_join(sr.stopper, NULL);
+	CHECK(atomic_load(&sr.runs) == accepted);
+	CHECK(atomic_load(&sr.runs_on_stopper) >= 1);
+	evloop_free(sr.loop);
+	sem_destroy(&sr.started);
+	sem_destroy(&sr.release);
 }
 
 int main(void)
@@ -543,5 +628,6 @@ int main(void)
 	evloop_stop(loop);
 	evloop_free(loop);
 	test_free_with_pending();
+	test_stop_runs_leftover_posts();
 	return check_summary("evloop");
 }
