@@ -51,6 +51,8 @@ static const char *skip_quoted(const char *p, const char *end)
 {
 	for (p++; p < end; p++) {
 		if (*p == '\\') {
+			if (end - p < 2)
+				return NULL; /* a trailing backslash escapes nothing */
 			p++;
 			continue;
 		}
@@ -142,19 +144,21 @@ pgw_err sipuri_split(const char *contact, size_t len, sipuri_view *out,
 		*why = "expected a sip: or sips: URI";
 		return PGW_EINVAL;
 	}
-	/* Headers ("?...") are never parameters, and a bare URI that a
-	 * registrar left a stray '>' on ends there too. */
-	qm = find_byte(p, end, '?');
-	if (qm)
-		end = qm;
+	/* A bare URI that a registrar left a stray '>' on ends there. */
 	qm = find_byte(p, end, '>');
 	if (qm)
 		end = qm;
-	/* userinfo cannot hold an unescaped '@', and neither can URI
-	 * parameters, so the first '@' ends the user part. */
+	/* Neither userinfo nor URI parameters hold an unescaped '@', so the
+	 * first '@' ends the user part — which may itself hold '?' and ';'
+	 * (RFC 3261 user-unreserved): only after it do they start headers
+	 * and parameters. */
 	at = find_byte(p, end, '@');
 	if (at)
 		p = at + 1;
+	/* Headers ("?...") are never parameters. */
+	qm = find_byte(p, end, '?');
+	if (qm)
+		end = qm;
 	hend = host_end(p, end);
 	if (!hend) {
 		*why = "the IPv6 host's '[' is not closed by ']'";
