@@ -28,6 +28,7 @@
 #include "pushgw/metrics.h"
 #include "pushgw/ratelimit.h"
 #include "pushgw/registry_queue.h"
+#include "pushgw/regwatch.h"
 #include "pushgw/util.h"
 #include "pushgw/wake.h"
 
@@ -78,10 +79,6 @@
 /* Dropping a finished wake's dead tokens: past this the answer goes out
  * without them ("removed": false). */
 #define UPDATES_DEADLINE_MS 5000
-/* Probes and scrapes wait briefly: a registry that does not answer makes
- * /readyz 503, and /metrics goes out without the registry size. */
-#define READY_DEADLINE_MS 2000
-#define METRICS_DEADLINE_MS 1000
 
 typedef enum route {
 	ROUTE_UNKNOWN = 0,
@@ -103,6 +100,10 @@ static const char *const route_methods[] = {"", "POST", "POST", "GET, PUT, DELET
 					    "GET", "GET", "GET"};
 
 #define ID_MAX 128
+
+/* units of http_api.owed */
+#define OWED_REQUEST ((uint_fast64_t)1)
+#define OWED_ASYNC ((uint_fast64_t)1 << 32)
 
 #define FOREIGN_DEVICE "this device belongs to an app the key may not use"
 
@@ -146,12 +147,20 @@ struct http_api {
 	registry *reg;
 	callbacks *cbs;
 	atomic_bool draining;
-	atomic_int in_flight; /* suspended wakes */
-	registry_queue *rq;         /* runs the registry calls of requests */
-	atomic_int registry_waits;  /* requests with a registry call not yet consumed */
+	/* What a drain waits for, in one word read at once: requests in
+	 * progress (from their headers to the end of their answer: waiting
+	 * for their body, the registry or their pushes) times OWED_REQUEST,
+	 * plus async wakes whose result body is not made yet times
+	 * OWED_ASYNC. An async wake is added before its request ends, so the
+	 * word never reads zero in between. */
+	atomic_uint_fast64_t owed;
+	atomic_int wakes_in_flight; /* sync and async, for the gauge */
+	registry_queue *rq; /* runs the registry calls of requests */
+	regwatch *watch;    /* cached registry health for /readyz; NULL: none */
 	ratelimit *limits;
 	ringer *ringer;
 	bool mtls; /* /v1/ calls need a client certificate from tls.client_ca_file */
+	bool stopped; /* http_api_stop() ran */
 	int port;
 };
 
@@ -176,6 +185,21 @@ typedef struct request {
 	atomic_int wake_done;
 	int64_t started_us;
 } request;
+
+static void owed_add(http_api *api, uint_fast64_t what)
+{
+	atomic_fetch_add(&api->owed, what);
+}
+
+static void owed_sub(http_api *api, uint_fast64_t what)
+{
+	atomic_fetch_sub(&api->owed, what);
+}
+
+static uint_fast64_t requests_open(http_api *api)
+{
+	return atomic_load(&api->owed) % OWED_ASYNC;
+}
 
 static generation *gen_acquire(http_api *api)
 {
@@ -519,8 +543,6 @@ typedef enum reg_op {
 	REG_DELETE_DEVICE,
 	REG_DELETE_EXTENSION,
 	REG_LOOKUP,  /* a wake's extension */
-	REG_READY,   /* /readyz */
-	REG_COUNT,   /* /metrics: the registry size */
 	REG_UPDATES, /* a finished wake's dead tokens and APNs hosts */
 } reg_op;
 
@@ -545,10 +567,9 @@ typedef struct reg_call {
 	bool timed_out;
 	/* the outcome, when neither */
 	pgw_err rc;
-	bool created, healthy;
+	bool created;
 	registry_device *devs;
 	size_t n;
-	uint64_t count;
 } reg_call;
 
 /* The apps a key's registry calls may touch (none listed: every app). */
@@ -614,12 +635,6 @@ static void call_work(void *arg)
 	case REG_DELETE_EXTENSION:
 		k->rc = registry_delete_extension(reg, k->ext, &k->apps);
 		break;
-	case REG_READY:
-		k->healthy = registry_healthy(reg);
-		break;
-	case REG_COUNT:
-		k->rc = registry_count(reg, &k->count);
-		break;
 	case REG_UPDATES:
 		wake_updates_apply(k->updates, reg);
 		break;
@@ -652,7 +667,6 @@ static enum MHD_Result call_start(struct MHD_Connection *c, request *r, reg_call
 	pgw_err err;
 
 	r->call = k;
-	atomic_fetch_add(&api->registry_waits, 1);
 	atomic_fetch_add(&k->refs, 1); /* the queue's */
 	MHD_suspend_connection(c);
 	err = registry_queue_submit(api->rq, call_work, call_finish, call_release, k,
@@ -698,7 +712,7 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, request *r)
 	size_t len = 0;
 	char *text;
 
-	metrics_gauge("pushgw_wakes_in_flight", "", atomic_load(&r->api->in_flight));
+	metrics_gauge("pushgw_wakes_in_flight", "", atomic_load(&r->api->wakes_in_flight));
 	if (r->api->cbs)
 		metrics_gauge("pushgw_callbacks_pending", "",
 			      (double)callbacks_pending(r->api->cbs));
@@ -708,33 +722,17 @@ static enum MHD_Result serve_metrics(struct MHD_Connection *c, request *r)
 	return send_body(c, r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-/* /readyz and /metrics ask the registry through the queue too: a database
- * that hangs must not hold the thread a liveness probe needs. */
+/* Unauthenticated, so cached figures only: nothing here queues registry
+ * work that wakes need (regwatch.h keeps the registry's health and size). */
 static enum MHD_Result serve_probe(struct MHD_Connection *c, request *r)
 {
 	http_api *api = r->api;
-	reg_call *k;
 
-	if (r->route == ROUTE_READYZ && atomic_load(&api->draining))
-		return send_text(c, r, 503, "draining\n");
-	if (!api->reg)
-		return r->route == ROUTE_READYZ ? send_text(c, r, 200, "ready\n") : serve_metrics(c, r);
-	k = call_new(r, r->route == ROUTE_READYZ ? REG_READY : REG_COUNT);
-	if (!k)
-		return send_error(c, r, 500, "internal_error", "out of memory");
-	return call_start(c, r, k, r->route == ROUTE_READYZ ? READY_DEADLINE_MS : METRICS_DEADLINE_MS);
-}
-
-static enum MHD_Result answer_probe(struct MHD_Connection *c, request *r, const reg_call *k)
-{
-	if (k->op == REG_COUNT) {
-		if (call_answered(k) && k->rc == PGW_OK)
-			metrics_gauge("pushgw_registry_devices", "", (double)k->count);
+	if (r->route == ROUTE_METRICS)
 		return serve_metrics(c, r);
-	}
-	if (atomic_load(&r->api->draining))
+	if (atomic_load(&api->draining))
 		return send_text(c, r, 503, "draining\n");
-	if (!call_answered(k) || !k->healthy)
+	if (api->watch && !regwatch_ready(api->watch))
 		return send_text(c, r, 503, "registry unavailable\n");
 	return send_text(c, r, 200, "ready\n");
 }
@@ -763,22 +761,31 @@ typedef struct async_wake {
 static void count_results(route rt, const pgw_wake *w);
 static void record_wake(route rt, int64_t started_us);
 
-/* Render, count and free an async wake; its result document (or NULL).
- * prune: drop its dead tokens first — only on a thread that may wait for
- * the registry, never on the loop. */
-static char *async_finish(async_wake *aw, bool prune, size_t *len)
-{
-	char *doc;
+/* How an async wake ends. */
+typedef enum async_end {
+	ASYNC_NEVER_RAN, /* wake_start() failed: nothing was sent, nothing to count */
+	ASYNC_RAN,       /* every push is final; not pruned (loop thread) */
+	ASYNC_RAN_PRUNE, /* … and its dead tokens are dropped first (callback thread) */
+} async_end;
 
-	if (prune)
+/* Render, count and free an async wake; its result document (or NULL).
+ * Pruning only on a thread that may wait for the registry, never on the
+ * loop. */
+static char *async_finish(async_wake *aw, async_end how, size_t *len)
+{
+	char *doc = NULL;
+
+	if (how == ASYNC_RAN_PRUNE)
 		wake_apply_results(aw->wake, aw->api->reg);
-	doc = wake_response_json(aw->wake, len);
+	if (how != ASYNC_NEVER_RAN)
+		doc = wake_response_json(aw->wake, len);
 	if (doc) {
 		wake_log(aw->wake);
 		count_results(aw->route, aw->wake);
 		record_wake(aw->route, aw->started_us);
 	}
-	atomic_fetch_sub(&aw->api->in_flight, 1);
+	owed_sub(aw->api, OWED_ASYNC);
+	atomic_fetch_sub(&aw->api->wakes_in_flight, 1);
 	wake_free(aw->wake);
 	gen_release(aw->gen);
 	free(aw);
@@ -788,12 +795,13 @@ static char *async_finish(async_wake *aw, bool prune, size_t *len)
 /* Callback thread: prune, render, count, then hand the body to the sender. */
 static bool async_prepare(void *arg, char **body, size_t *len)
 {
-	*body = async_finish(arg, true, len);
+	*body = async_finish(arg, ASYNC_RAN_PRUNE, len);
 	return *body != NULL;
 }
 
-/* Loop thread: every device is final; queue the callback. Without the
- * callback thread the wake is only counted: the loop does not prune. */
+/* Loop thread (or the thread stopping it): every device is final; queue
+ * the callback. Without the callback thread the wake is only counted: the
+ * loop does not prune. */
 static void on_async_wake_done(void *arg)
 {
 	async_wake *aw = arg;
@@ -801,7 +809,17 @@ static void on_async_wake_done(void *arg)
 
 	if (callbacks_submit(aw->api->cbs, aw->slot, wake_callback_url(aw->wake), aw->secret,
 			     async_prepare, aw, aw->deadline_ms, wake_id(aw->wake)) != PGW_OK)
-		free(async_finish(aw, false, &len)); /* the submit released the slot */
+		free(async_finish(aw, ASYNC_RAN, &len)); /* the submit released the slot */
+}
+
+/* The answer to a wake that could not be handed to the loop: the loop is
+ * stopping (SIGTERM) or out of memory. */
+static enum MHD_Result wake_not_started(struct MHD_Connection *c, request *r, pgw_err why)
+{
+	if (why == PGW_ESTATE || atomic_load(&r->api->draining))
+		return send_error(c, r, 503, "shutting_down",
+				  "the gateway is shutting down; retry on another instance");
+	return send_error(c, r, 500, "internal_error", "could not start the wake");
 }
 
 static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, const pgw_api_key *key)
@@ -843,15 +861,17 @@ static enum MHD_Result start_async_wake(struct MHD_Connection *c, request *r, co
 	aw->deadline_ms = pgw_now_ms() + wake_result_ttl_ms(r->wake);
 	doc = json_pack("{s:s}", "id", wake_id(r->wake));
 	r->wake = NULL; /* the async record owns it now */
-	atomic_fetch_add(&api->in_flight, 1);
+	owed_add(api, OWED_ASYNC);
+	atomic_fetch_add(&api->wakes_in_flight, 1);
 	wake_ring ring = ring_for(api, aw->gen);
+	pgw_err rc = wake_start(aw->wake, api->loop, aw->gen->up, &ring, on_async_wake_done, aw);
 
-	if (wake_start(aw->wake, api->loop, aw->gen->up, &ring, on_async_wake_done, aw) != PGW_OK) {
+	if (rc != PGW_OK) {
 		size_t len = 0;
 		json_decref(doc);
 		callbacks_release(api->cbs, slot);
-		free(async_finish(aw, false, &len)); /* nothing was sent: nothing to prune */
-		return send_error(c, r, 500, "internal_error", "could not start the wake");
+		free(async_finish(aw, ASYNC_NEVER_RAN, &len));
+		return wake_not_started(c, r, rc);
 	}
 	return send_json(c, r, 202, doc);
 }
@@ -908,12 +928,12 @@ static enum MHD_Result finish_wake(struct MHD_Connection *c, request *r)
 		if (k) {
 			k->updates = u;
 			ret = call_start(c, r, k, UPDATES_DEADLINE_MS);
-			atomic_fetch_sub(&r->api->in_flight, 1);
+			atomic_fetch_sub(&r->api->wakes_in_flight, 1);
 			return ret;
 		}
 		wake_updates_free(u);
 	}
-	atomic_fetch_sub(&r->api->in_flight, 1);
+	atomic_fetch_sub(&r->api->wakes_in_flight, 1);
 	return answer_wake(c, r);
 }
 
@@ -986,18 +1006,20 @@ static enum MHD_Result launch_wake(struct MHD_Connection *c, request *r,
 	http_api *api = r->api;
 	pgw_http_error err = {0};
 	wake_ring ring;
+	pgw_err rc;
 
 	if (wake_resolve(r->wake, devs, n, r->gen->cfg, r->key, &err) != PGW_OK)
 		return send_error(c, r, err.status, err.code, err.message);
 	if (wake_callback_url(r->wake))
 		return start_async_wake(c, r, r->key);
-	atomic_fetch_add(&api->in_flight, 1);
+	atomic_fetch_add(&api->wakes_in_flight, 1);
 	r->wake_started = true;
 	MHD_suspend_connection(c);
 	ring = ring_for(api, r->gen);
-	if (wake_start(r->wake, api->loop, r->gen->up, &ring, on_wake_done, r) != PGW_OK) {
+	rc = wake_start(r->wake, api->loop, r->gen->up, &ring, on_wake_done, r);
+	if (rc != PGW_OK) {
 		/* could not reach the loop: answer now instead of hanging */
-		atomic_store(&r->wake_done, -1);
+		atomic_store(&r->wake_done, rc == PGW_ESTATE ? -2 : -1);
 		MHD_resume_connection(c);
 	}
 	return MHD_YES;
@@ -1228,16 +1250,11 @@ static enum MHD_Result on_call_done(struct MHD_Connection *c, request *r)
 	case REG_UPDATES:
 		ret = answer_updates(c, r, k);
 		break;
-	case REG_READY:
-	case REG_COUNT:
-		ret = answer_probe(c, r, k);
-		break;
 	default:
 		ret = answer_registry(c, r, k);
 	}
 	/* after: a lookup's wake counts as in flight by now, so a drain
 	 * never sees neither */
-	atomic_fetch_sub(&r->api->registry_waits, 1);
 	call_unref(k);
 	return ret;
 }
@@ -1347,6 +1364,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r = calloc(1, sizeof *r);
 		if (!r)
 			return MHD_NO;
+		owed_add(api, OWED_REQUEST);
 		r->api = api;
 		r->gen = gen_acquire(api);
 		r->conn = c;
@@ -1360,9 +1378,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	if (r->call)
 		return on_call_done(c, r);
 	if (r->wake_started) {
+		int done = atomic_load(&r->wake_done);
 		r->wake_started = false;
-		if (atomic_load(&r->wake_done) < 0)
-			return send_error(c, r, 500, "internal_error", "could not start the wake");
+		if (done < 0) {
+			atomic_fetch_sub(&api->wakes_in_flight, 1);
+			return wake_not_started(c, r, done == -2 ? PGW_ESTATE : PGW_ENOMEM);
+		}
 		return finish_wake(c, r);
 	}
 	if (*upload_size > 0) {
@@ -1373,6 +1394,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (!watch_arm(api, c, 0)) /* the request is in, unless too late */
 		return MHD_NO;
+	/* The body completed after SIGTERM: the loop may be gone by the time
+	 * the work would reach it, so the answer is the drain's. */
+	if (atomic_load(&api->draining) && r->route < ROUTE_HEALTHZ)
+		return send_error(c, r, 503, "shutting_down",
+				  "the gateway is shutting down; retry on another instance");
 	switch (r->route) {
 	case ROUTE_READYZ:
 	case ROUTE_METRICS:
@@ -1396,15 +1422,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **ctx,
 	watch_arm(cls, c, WAIT_TIME_S);
 	if (!r)
 		return;
-	if (r->call) { /* answered already, but never read: closed meanwhile */
-		atomic_fetch_sub(&r->api->registry_waits, 1);
+	if (r->call) /* answered already, but never read: closed meanwhile */
 		call_unref(r->call);
-	}
 	wake_free(r->wake);
 	gen_release(r->gen);
 	free(r->body);
 	free(r);
 	*ctx = NULL;
+	owed_sub(cls, OWED_REQUEST);
 }
 
 static void on_mhd_error(void *cls, const char *fmt, va_list ap)
@@ -1490,6 +1515,7 @@ static http_api *api_new(const http_api_deps *deps)
 	api->retire_arg = deps->retire_arg;
 	api->reg = deps->reg;
 	api->cbs = deps->cbs;
+	api->watch = deps->watch;
 	api->current = calloc(1, sizeof *api->current);
 	if (!api->current || ratelimit_new(&api->limits) != PGW_OK ||
 	    ringer_new(deps->loop, RINGING_MAX, &api->ringer) != PGW_OK ||
@@ -1632,12 +1658,9 @@ bool http_api_drain(http_api *api, int grace_ms)
 	int64_t until = pgw_now_ms() + grace_ms;
 
 	atomic_store(&api->draining, true);
-	while ((atomic_load(&api->in_flight) > 0 || atomic_load(&api->registry_waits) > 0) &&
-	       pgw_now_ms() < until)
+	while (atomic_load(&api->owed) > 0 && pgw_now_ms() < until)
 		usleep(10000);
-	/* let the resumed connections write their answers */
-	usleep(50000);
-	return atomic_load(&api->in_flight) == 0 && atomic_load(&api->registry_waits) == 0;
+	return atomic_load(&api->owed) == 0;
 }
 
 void http_api_swap(http_api *api, const pgw_config *cfg, upstream *up)
@@ -1671,21 +1694,41 @@ void http_api_each_upstream(http_api *api, void (*fn)(upstream *up))
 	pthread_mutex_unlock(&api->gen_lock);
 }
 
-void http_api_free(http_api *api)
+void http_api_stop(http_api *api, int settle_ms)
 {
-	generation *g, *next;
+	int64_t until = pgw_now_ms() + settle_ms;
 	int i;
 
-	if (!api)
+	if (!api || api->stopped)
 		return;
-	/* Every request still waiting for the registry is answered now:
-	 * libmicrohttpd must not be stopped with a connection suspended. */
+	api->stopped = true;
+	atomic_store(&api->draining, true);
+	/* Every request still waiting for the registry is answered now
+	 * (libmicrohttpd must not be stopped with a connection suspended,
+	 * and a client is owed an answer). Wakes cannot be left suspended
+	 * either: the loop is stopped, so a wake that starts now is refused
+	 * and answered at once. Stopping the daemons closes every
+	 * connection, so first give those answers a moment to go out. */
 	registry_queue_shutdown(api->rq);
-	for (i = 0; i < WORKER_THREADS; i++)
+	while (requests_open(api) > 0 && pgw_now_ms() < until)
+		usleep(5000);
+	for (i = 0; i < WORKER_THREADS; i++) {
 		MHD_stop_daemon(api->daemons[i]);
+		api->daemons[i] = NULL;
+	}
 	watchdog_stop(api);
 	/* waits for a registry call still running; its generation goes back */
 	registry_queue_free(api->rq);
+	api->rq = NULL;
+}
+
+void http_api_free(http_api *api)
+{
+	generation *g, *next;
+
+	if (!api)
+		return;
+	http_api_stop(api, 0);
 	ratelimit_free(api->limits);
 	ringer_free(api->ringer); /* releases the generations ringing calls held */
 	/* every request is gone: hand back whatever generations remain */

@@ -132,6 +132,7 @@ typedef struct gateway {
 	evloop *loop;
 	h2pool *pool;
 	registry *reg;
+	regwatch *watch;
 	callbacks *cbs;
 	http_api *api;
 	const pgw_config *cfg; /* the current one */
@@ -272,7 +273,16 @@ static void shutdown_upstream(upstream *up)
 }
 
 /* Stop the loop, end what is still in flight (failed/shutting_down) so every
- * suspended request gets its answer, then take everything down. */
+ * suspended request gets its answer, then take everything down, each part
+ * after the last one that may still call into it:
+ * - the loop first: from then on a wake that starts is refused and answered
+ *   503 at once, and work posted before the stop runs here (evloop.h);
+ * - the upstreams and the pool end every push, which resumes its request
+ *   or hands its async result to the callbacks;
+ * - the API stops: no request runs after it;
+ * - the callbacks: their thread may be rendering an async result out of an
+ *   API generation, and results never prepared are rendered here;
+ * - only then the API's generations, and the registry every part used. */
 static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
 {
 	if (gw->loop) {
@@ -284,14 +294,15 @@ static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
 	else if (first_up)
 		upstream_shutdown(first_up);
 	h2pool_free(gw->pool);
+	http_api_stop(gw->api, 2000);
+	callbacks_free(gw->cbs);
 	if (gw->api) {
-		http_api_drain(gw->api, 2000);
 		http_api_free(gw->api); /* retires every generation */
 	} else {
 		upstream_free(first_up);
 		config_free(first_cfg);
 	}
-	callbacks_free(gw->cbs);
+	regwatch_free(gw->watch);
 	registry_close(gw->reg);
 	evloop_free(gw->loop);
 }
@@ -368,8 +379,12 @@ static int run(const char *path)
 		fprintf(stderr, "pushgw: cannot start the callback sender\n");
 		goto out;
 	}
+	if (regwatch_new(gw.reg, &gw.watch) != PGW_OK) {
+		fprintf(stderr, "pushgw: cannot start the registry watch\n");
+		goto out;
+	}
 	deps = (http_api_deps){.cfg = cfg, .loop = gw.loop, .up = up, .retire = retire,
-			       .retire_arg = &gw, .reg = gw.reg, .cbs = gw.cbs};
+			       .retire_arg = &gw, .reg = gw.reg, .cbs = gw.cbs, .watch = gw.watch};
 	if (http_api_start(&deps, &gw.api, err, sizeof err) != PGW_OK) {
 		fprintf(stderr, "pushgw: %s\n", err);
 		goto out;

@@ -15,6 +15,7 @@
 #include "pushgw/err.h"
 #include "pushgw/evloop.h"
 #include "pushgw/registry.h"
+#include "pushgw/regwatch.h"
 #include "pushgw/upstream.h"
 
 typedef struct http_api http_api;
@@ -34,15 +35,17 @@ typedef struct http_api_deps {
 	void *retire_arg;
 	registry *reg;   /* NULL: registry routes answer 503 */
 	callbacks *cbs;  /* NULL: callback_url is refused */
+	regwatch *watch; /* the registry's cached health for /readyz; NULL: always ready */
 } http_api_deps;
 
 /* Start listening on cfg->listen_host:listen_port. Caller frees with
  * http_api_free(). */
 pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *errbuf, size_t errlen);
 
-/* Stop taking new requests (they get 503 shutting_down, /readyz 503) and wait
- * up to grace_ms for in-flight wakes (async ones until their result is
- * handed to the callback queue). Returns true when none is left. */
+/* Stop taking new requests (they get 503 shutting_down, /readyz 503; so
+ * does a request whose body completes from now on) and wait up to grace_ms
+ * for the requests in progress to be answered and for async wakes to
+ * hand their result to the callback queue. Returns true when none is left. */
 bool http_api_drain(http_api *api, int grace_ms);
 
 /* SIGHUP: new requests use cfg and up from now on; requests already running
@@ -52,8 +55,17 @@ void http_api_swap(http_api *api, const pgw_config *cfg, upstream *up);
 /* Call fn for the upstream of every generation still alive (shutdown). */
 void http_api_each_upstream(http_api *api, void (*fn)(upstream *up));
 
-/* Stops the daemon (in-flight requests are cut) and retires every
- * generation. Accepts NULL. */
+/* Shutdown, after the loop stopped and the upstreams ended what was in
+ * flight: answers every request still waiting (503 shutting_down), gives
+ * the answers up to settle_ms to go out, then stops the daemons (closing
+ * every connection) and the registry threads. No request runs after it;
+ * async wakes already handed to the callbacks still point into the API's
+ * generations, so free the callbacks before http_api_free(). Idempotent;
+ * accepts NULL. */
+void http_api_stop(http_api *api, int settle_ms);
+
+/* http_api_stop() if not yet, then retires every generation and frees.
+ * Accepts NULL. */
 void http_api_free(http_api *api);
 
 /* The bound port (useful with port 0). */

@@ -118,7 +118,14 @@ t_drive_traffic() {
 
 t_promtool_accepts_metrics_after_traffic() {
 	begin "promtool accepts /metrics after traffic; served as Prometheus text"
-	scrape G
+	# the registry size is counted by a watch thread about once a second,
+	# not per scrape: wait for it to catch up with the traffic
+	local i
+	for i in $(seq 1 50); do
+		scrape G
+		[ "$(msum pushgw_registry_devices)" = 2 ] && break
+		sleep 0.1
+	done
 	expect_eq "status" "$SCRAPE_STATUS" 200
 	check "content type is text/plain; version=0.0.4 ($SCRAPE_CTYPE)" grep -q '^text/plain; version=0.0.4' <<<"$SCRAPE_CTYPE"
 	local out; out=$(promtool check metrics <"$WORK/metrics.txt" 2>&1); local rc=$?
