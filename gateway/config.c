@@ -194,6 +194,24 @@ static bool get_int(loader *ld, const json_t *obj, const char *parent,
 	return true;
 }
 
+/* An optional boolean member; *out keeps its default when absent or null.
+ * Only JSON true/false: "true" or 1 are refused, not guessed at. */
+static void get_bool(loader *ld, const json_t *obj, const char *parent,
+		     const char *name, bool *out)
+{
+	const json_t *v = json_object_get(obj, name);
+	char field[FIELD_MAX];
+
+	if (!v || json_is_null(v))
+		return;
+	if (!json_is_boolean(v)) {
+		path_of(field, parent, name);
+		problem(ld, field, "expected true or false");
+		return;
+	}
+	*out = json_is_true(v);
+}
+
 static void get_int_field(loader *ld, const json_t *obj, const char *parent,
 			  const char *name, int min, int max, int *out)
 {
@@ -781,7 +799,7 @@ static void parse_app(loader *ld, const char *name, const json_t *o,
 		      pgw_app_conf *app)
 {
 	static const char *const fields[] = { "apns", "fcm", "payload", "strings",
-					      "ring_repeat_s", NULL };
+					      "ring_repeat_s", "voip_cancel", NULL };
 	char path[FIELD_MAX], field[FIELD_MAX];
 	const json_t *apns, *fcm;
 	const char *payload;
@@ -792,7 +810,7 @@ static void parse_app(loader *ld, const char *name, const json_t *o,
 	if (!chars_in(name, 64, "_.-"))
 		problem(ld, path, "expected an app name of 1 to 64 letters, digits, '_', '.', '-'");
 	check_known_fields(ld, o, path, fields,
-			   "apns, fcm, payload, strings, ring_repeat_s");
+			   "apns, fcm, payload, strings, ring_repeat_s, voip_cancel");
 	path_of(field, path, "payload");
 	if (get_string(ld, o, path, "payload", &payload) && payload) {
 		if (strcmp(payload, "linphone") == 0)
@@ -801,6 +819,7 @@ static void parse_app(loader *ld, const char *name, const json_t *o,
 			problem(ld, field, "expected \"pushgw\" or \"linphone\"");
 	}
 	get_int_field(ld, o, path, "ring_repeat_s", 0, 60, &app->ring_repeat_s);
+	get_bool(ld, o, path, "voip_cancel", &app->voip_cancel);
 	get_object(ld, o, path, "apns", &apns);
 	get_object(ld, o, path, "fcm", &fcm);
 	if (apns) {

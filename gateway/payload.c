@@ -215,9 +215,19 @@ static void fcm_message_end(jsonw *w)
 		jsonw_object_end(w);
 }
 
+/* A cancel of a call answered or declined elsewhere shows nothing on the
+ * phone: Google demotes apps whose high-priority messages show nothing
+ * (and the next call's wake is then held back by Doze), so it goes at
+ * normal priority. A caller's hang-up shows a missed call: high. */
+static bool fcm_high_priority(const enc *e)
+{
+	return e->kind == PGW_PUSH_CALL || !e->call->reason ||
+	       strcmp(e->call->reason, "caller_cancelled") == 0;
+}
+
 static void pushgw_fcm(jsonw *w, const enc *e)
 {
-	fcm_message_begin(w, e, "HIGH");
+	fcm_message_begin(w, e, fcm_high_priority(e) ? "HIGH" : "NORMAL");
 	jsonw_object_end(w); /* android */
 	jsonw_key(w, "data");
 	pushgw_fcm_data(w, e);
@@ -292,7 +302,7 @@ static void linphone_apns_alert(jsonw *w, const enc *e)
 
 static void linphone_fcm(jsonw *w, const enc *e)
 {
-	fcm_message_begin(w, e, "high");
+	fcm_message_begin(w, e, fcm_high_priority(e) ? "high" : "normal");
 	jsonw_key(w, "data");
 	jsonw_object_begin(w);
 	linphone_cancel_fields(w, e);
@@ -300,7 +310,9 @@ static void linphone_fcm(jsonw *w, const enc *e)
 	jsonw_kv_str(w, "from-uri", e->call->from);
 	jsonw_kv_str(w, "display-name", e->call->from_name);
 	jsonw_kv_str(w, "call-id", e->call->id);
-	jsonw_kv_str(w, "sip-from", e->call->from);
+	/* as Flexisip sends it: the display name when there is one */
+	jsonw_kv_str(w, "sip-from", e->call->from_name && *e->call->from_name ? e->call->from_name
+									    : e->call->from);
 	jsonw_kv_str(w, "loc-key", e->loc_key);
 	jsonw_kv_str(w, "loc-args", e->who);
 	jsonw_kv_str(w, "send-time", e->send_time);
@@ -344,4 +356,43 @@ char *payload_fcm(const pgw_payload_ctx *ctx, const pgw_target *t, pgw_push_kind
 
 	enc_init(&e, ctx, t, kind);
 	return encode(profile_of(t)->fcm_message, &e, len);
+}
+
+/* FCM counts the keys and values of the data map (message.data, or
+ * android.data), not the JSON around them, the token or the android
+ * options: Google's limit is "4096 bytes of data payload". Measuring the
+ * whole body instead would count a few hundred bytes FCM does not (the
+ * token alone is ~160) and refuse wakes FCM takes. */
+static size_t fcm_data_bytes(const char *body, size_t len)
+{
+	json_t *root = json_loadb(body, len, 0, NULL), *msg, *maps[2], *v;
+	const char *key;
+	size_t bytes = 0, i;
+
+	if (!root)
+		return len; /* cannot happen for our own bodies: count it all */
+	msg = json_object_get(root, "message");
+	maps[0] = json_object_get(msg, "data");
+	maps[1] = json_object_get(json_object_get(msg, "android"), "data");
+	for (i = 0; i < 2; i++)
+		json_object_foreach(maps[i], key, v)
+			bytes += strlen(key) + (json_is_string(v) ? json_string_length(v) : 0);
+	json_decref(root);
+	return bytes;
+}
+
+bool payload_fits(pgw_provider provider, bool alert, const char *body, size_t len,
+		  size_t *measured, size_t *limit)
+{
+	if (provider == PGW_PROVIDER_APNS) {
+		*limit = alert ? PAYLOAD_APNS_ALERT_MAX : PAYLOAD_APNS_VOIP_MAX;
+		*measured = len;
+		return len <= *limit;
+	}
+	*limit = PAYLOAD_FCM_DATA_MAX;
+	*measured = len; /* the data is part of the body: at most this */
+	if (len <= *limit)
+		return true; /* the common case pays no parse */
+	*measured = fcm_data_bytes(body, len);
+	return *measured <= *limit;
 }

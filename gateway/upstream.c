@@ -89,6 +89,7 @@ const char *pgw_push_status_str(pgw_push_status s)
 	case PGW_PUSH_INVALID_TOKEN: return "invalid_token";
 	case PGW_PUSH_FAILED: return "failed";
 	case PGW_PUSH_TIMEOUT: return "timeout";
+	case PGW_PUSH_SKIPPED: return "skipped";
 	}
 	return "failed";
 }

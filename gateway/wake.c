@@ -287,10 +287,65 @@ static pgw_err plan_pushes(pgw_wake *w, pgw_http_error *err)
 	return PGW_OK;
 }
 
-static pgw_err build_bodies(pgw_wake *w)
+/* A cancel to an iPhone reachable only through PushKit is not pushed: Apple
+ * allows VoIP pushes only to start calls (iOS terminates an app that does
+ * not report one to CallKit, and stops delivering VoIP pushes to an app
+ * that keeps doing it), and the app learns of the end over SIP once it is
+ * awake. An app whose code ends such a call at once may opt in with
+ * voip_cancel. */
+static bool skipped_voip_cancel(const pgw_target *t, pgw_push_kind kind)
+{
+	return kind == PGW_PUSH_CANCEL && t->provider == PGW_PROVIDER_APNS && !t->remote_token &&
+	       !t->app->voip_cancel;
+}
+
+/* The request field to blame for a payload that does not fit: call.data
+ * when there is any (the other fields are at most CALL_FIELD_MAX each),
+ * else the longest of the call's strings. */
+static const char *oversized_field(const pgw_call *c)
+{
+	const struct {
+		const char *name, *value;
+	} fields[] = {{"call.id", c->id}, {"call.from", c->from}, {"call.from_name", c->from_name},
+		      {"call.to", c->to}};
+	const char *name = "call.data";
+	size_t i, longest = 0;
+
+	if (c->data && json_object_size(c->data) > 0)
+		return name;
+	for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		if (fields[i].value && strlen(fields[i].value) > longest) {
+			longest = strlen(fields[i].value);
+			name = fields[i].name;
+		}
+	return name;
+}
+
+/* A body its service would refuse is the request's fault, and no retry can
+ * cure it: refuse the whole wake before anything goes. */
+static pgw_err check_size(const pgw_wake *w, const pgw_push *p, pgw_http_error *err)
+{
+	const pgw_target *t = p->target;
+	size_t measured, limit;
+	char desc[64];
+
+	if (payload_fits(t->provider, p->alert, p->body, p->body_len, &measured, &limit))
+		return PGW_OK;
+	target_describe(t, desc, sizeof desc);
+	if (t->provider == PGW_PROVIDER_FCM)
+		return fail(err, 400, "invalid_request",
+			    "%s: too long: the FCM message to %s would carry %zu bytes of data, over Google's limit of %zu",
+			    oversized_field(&w->call), desc, measured, limit);
+	return fail(err, 400, "invalid_request",
+		    "%s: too long: the APNs %s push to %s would be %zu bytes, over Apple's limit of %zu",
+		    oversized_field(&w->call), p->alert ? "alert" : "VoIP", desc, measured, limit);
+}
+
+static pgw_err build_bodies(pgw_wake *w, pgw_http_error *err)
 {
 	pgw_payload_ctx ctx = {&w->call, w->id, pgw_wall_ms() / 1000, w->ttl_s};
 	int64_t deadline = pgw_now_ms() + w->timeout_ms;
+	pgw_err rc;
 	size_t i;
 
 	if (deadline > pgw_now_ms() + (int64_t)w->ttl_s * 1000 && w->ttl_s > 0)
@@ -304,6 +359,11 @@ static pgw_err build_bodies(pgw_wake *w)
 		p->ttl_s = w->ttl_s;
 		p->expiration_s = ctx.sent_at_s + w->ttl_s;
 		p->deadline_ms = deadline;
+		if (skipped_voip_cancel(t, w->kind)) {
+			p->result.status = PGW_PUSH_SKIPPED;
+			snprintf(p->result.reason, sizeof p->result.reason, "voip_only");
+			continue;
+		}
 		if (t->provider == PGW_PROVIDER_APNS) {
 			push_token(t, w->kind, &p->alert);
 			p->body = payload_apns(&ctx, t, w->kind, p->alert, &p->body_len);
@@ -311,7 +371,9 @@ static pgw_err build_bodies(pgw_wake *w)
 			p->body = payload_fcm(&ctx, t, w->kind, &p->body_len);
 		}
 		if (!p->body)
-			return PGW_ENOMEM;
+			return fail(err, 500, "internal_error", "out of memory");
+		if ((rc = check_size(w, p, err)) != PGW_OK)
+			return rc;
 	}
 	return PGW_OK;
 }
@@ -386,6 +448,8 @@ int64_t wake_lookup_budget_ms(const pgw_wake *w)
 pgw_err wake_resolve(pgw_wake *w, const registry_device *devs, size_t n, const pgw_config *cfg,
 		     const pgw_api_key *key, pgw_http_error *err)
 {
+	pgw_err rc;
+
 	if (w->resolved)
 		return fail(err, 500, "internal_error", "the wake was resolved already");
 	if (w->extension)
@@ -394,8 +458,8 @@ pgw_err wake_resolve(pgw_wake *w, const registry_device *devs, size_t n, const p
 		return fail(err, 404, "no_devices", "the targets resolve to no device");
 	if (plan_pushes(w, err) != PGW_OK)
 		return PGW_ENOMEM;
-	if (build_bodies(w) != PGW_OK)
-		return fail(err, 500, "internal_error", "out of memory");
+	if ((rc = build_bodies(w, err)) != PGW_OK)
+		return rc;
 	w->resolved = true;
 	return PGW_OK;
 }
@@ -443,14 +507,27 @@ static void ring_before(pgw_wake *w)
 	}
 }
 
+/* Skipped pushes never reach the upstream: they are final already. The
+ * loop stops at the last push it hands over, without reading the wake
+ * again (done() may have freed it by then); a wake with nothing to send is
+ * done at once. */
 static void wake_run(void *arg)
 {
 	pgw_wake *w = arg;
-	size_t i, n = w->n_pushes;
+	size_t i, sent = 0, n = 0;
 
+	for (i = 0; i < w->n_pushes; i++)
+		n += w->pushes[i].result.status != PGW_PUSH_SKIPPED;
 	w->pending = n;
 	ring_before(w);
-	for (i = 0; i < n; i++) {
+	if (n == 0) {
+		w->done(w->done_arg);
+		return;
+	}
+	for (i = 0; sent < n; i++) {
+		if (w->pushes[i].result.status == PGW_PUSH_SKIPPED)
+			continue;
+		sent++;
 		w->pushes[i].done = push_done;
 		upstream_send(w->up, &w->pushes[i]);
 	}
@@ -480,7 +557,7 @@ static void write_result(jsonw *jw, const pgw_target *t, const pgw_push *p)
 	jsonw_kv_str(jw, "provider", t->provider == PGW_PROVIDER_APNS ? "apns" : "fcm");
 	jsonw_kv_str(jw, "app", t->app->name);
 	jsonw_kv_str(jw, "status", pgw_push_status_str(r->status));
-	if (t->provider == PGW_PROVIDER_APNS)
+	if (t->provider == PGW_PROVIDER_APNS && r->status != PGW_PUSH_SKIPPED)
 		jsonw_kv_str(jw, "push_type", p->alert ? "alert" : "voip");
 	if (r->status == PGW_PUSH_SENT && r->push_id[0])
 		jsonw_kv_str(jw, "push_id", r->push_id);

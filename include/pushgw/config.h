@@ -67,6 +67,9 @@ typedef struct pgw_app_conf {
 	pgw_payload_profile payload;
 	pgw_app_strings strings;
 	int ring_repeat_s; /* 0 = off */
+	/* cancels to VoIP-only iPhones go as VoIP pushes (the app opted in);
+	 * otherwise they are skipped */
+	bool voip_cancel;
 } pgw_app_conf;
 
 typedef struct pgw_api_key {

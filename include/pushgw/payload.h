@@ -36,4 +36,17 @@ char *payload_apns(const pgw_payload_ctx *ctx, const pgw_target *t, pgw_push_kin
 char *payload_fcm(const pgw_payload_ctx *ctx, const pgw_target *t, pgw_push_kind kind,
 		  size_t *len);
 
+/* What the services accept: Apple takes at most 5120 bytes of payload for a
+ * VoIP push and 4096 for any other; Google at most 4096 bytes of FCM data
+ * (keys and values of the data map). */
+#define PAYLOAD_APNS_VOIP_MAX 5120
+#define PAYLOAD_APNS_ALERT_MAX 4096
+#define PAYLOAD_FCM_DATA_MAX 4096
+
+/* Whether a body made above fits its service's limit. *measured gets the
+ * size the service counts (for FCM, when it fits, possibly just the body's
+ * length, an upper bound) and *limit the limit that applies. */
+bool payload_fits(pgw_provider provider, bool alert, const char *body, size_t len,
+		  size_t *measured, size_t *limit);
+
 #endif

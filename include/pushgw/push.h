@@ -17,9 +17,10 @@ typedef enum pgw_push_status {
 	PGW_PUSH_INVALID_TOKEN,
 	PGW_PUSH_FAILED,
 	PGW_PUSH_TIMEOUT,
+	PGW_PUSH_SKIPPED, /* nothing to send by rule; never handed to upstream */
 } pgw_push_status;
 
-/* "sent", "invalid_token", "failed", "timeout" ("pending" before). */
+/* "sent", "invalid_token", "failed", "timeout", "skipped" ("pending" before). */
 const char *pgw_push_status_str(pgw_push_status s);
 
 typedef enum pgw_push_kind {

@@ -47,9 +47,12 @@ int64_t wake_lookup_budget_ms(const pgw_wake *w);
 /* Add the extension's registered devices devs[0..n) (those of apps the key
  * may use, at most limits.max_devices_per_wake; ignored without an
  * extension) after the explicit ones, and make one push per distinct
- * device. Once per wake, before wake_start(); devs stay the caller's. On
- * failure *err says what to answer (404 no_devices when the targets
- * resolve to nothing) and the caller frees the wake. */
+ * device, rendering each body now. Once per wake, before wake_start(); devs
+ * stay the caller's. On failure *err says what to answer (404 no_devices
+ * when the targets resolve to nothing; 400 naming call.data when a body
+ * would exceed its service's payload limit) and the caller frees the wake;
+ * nothing was sent. A cancel's push to a VoIP-only iPhone (unless its app
+ * has voip_cancel) is final at once: skipped, never handed to the upstream. */
 pgw_err wake_resolve(pgw_wake *w, const registry_device *devs, size_t n, const pgw_config *cfg,
 		     const pgw_api_key *key, pgw_http_error *err);
 

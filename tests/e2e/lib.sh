@@ -169,8 +169,11 @@ register() {
 		-key contact_port "$5" -key contact_user "${6:-$2}" -key expires 3600
 }
 
-# The RFC 8599 Contact parameters of an iOS VoIP app and of an Android app.
+# The RFC 8599 Contact parameters of an iOS VoIP app, of an iOS app with a
+# VoIP and a remote (alert) token as Linphone registers them (VOIP REMOTE),
+# and of an Android app.
 apns_pn() { echo "pn-provider=apns;pn-param=$APNS_PN_PARAM;pn-prid=$1"; }
+apns_pn_both() { echo "pn-provider=apns;pn-param=${APNS_PN_PARAM%.voip}.remote&voip;pn-prid=$2:remote&$1:voip"; }
 fcm_pn() { echo "pn-provider=fcm;pn-param=$FCM_PROJECT;pn-prid=$1"; }
 
 # ---- what reached the simulator ------------------------------------------

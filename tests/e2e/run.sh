@@ -103,13 +103,25 @@ t_fcm_phone_woken_and_answers() {
 	record_timing FCM fcm-caller fcm-phone "$t"
 }
 
+# cancel_logged CALL_ID: the gateway's log line of the cancel for CALL_ID
+# (waits up to 3 s for it).
+cancel_logged() {
+	local _ line
+	for _ in $(seq 1 30); do
+		line=$(jq -c --arg c "$1" 'select(.msg == "cancel" and .call_id == $c)' "$WORK/gw-G.log" 2>/dev/null | tail -n1)
+		[ -n "$line" ] && { printf '%s\n' "$line"; return 0; }
+		sleep 0.1
+	done
+	return 1
+}
+
 t_caller_cancels_while_woken_phone_rings() {
-	begin "cancel while ringing: the woken phone gets the CANCEL and a cancel push (caller_cancelled)"
-	local t; t=$(tok 7002)
+	begin "cancel while ringing: the woken phone gets the CANCEL, and an alert cancel push (caller_cancelled) on its remote token"
+	local t r; t=$(tok 7002); r=$(tok 7012)
 	local inst=6c0e7f1a-0000-4000-8000-00000000a002
 	sim_ctl A POST /reset >/dev/null
-	check "phone registers with push parameters" register ring-first 1002 "$(apns_pn "$t")" "$inst" "$(free_port udp)"
-	start_phone ring-phone "$t" 1002 "$(apns_pn "$t")" "$inst" "$SCEN/ring_cancelled.xml"
+	check "phone registers with push parameters (VoIP and remote tokens)" register ring-first 1002 "$(apns_pn_both "$t" "$r")" "$inst" "$(free_port udp)"
+	start_phone ring-phone "$t" 1002 "$(apns_pn_both "$t" "$r")" "$inst" "$SCEN/ring_cancelled.xml"
 	local cid="e2e-cancel-$RANDOM@caller"
 	sipp_run ring-caller -sf "$SCEN/cancel.xml" -s 1002 -cid_str "$cid"
 	local crc=$?
@@ -117,16 +129,19 @@ t_caller_cancels_while_woken_phone_rings() {
 	wait_phone ring-phone
 	expect_eq "caller heard ringing, cancelled, got 200 and 487 (sipp exit)" "$crc" 0
 	expect_eq "phone rang and got the CANCEL (sipp exit)" "$PHONE_RC" 0
-	check "a cancel push reached APNs" wait_push "$t" cancel
-	one_push_to "$t" cancel
+	one_push_to "$t" call
+	expect_eq "the call push is a VoIP push" "$(jq -r '.headers["apns-push-type"]' <<<"$PUSH")" voip
+	check "a cancel push reached APNs" wait_push "$r" cancel
+	one_push_to "$r" cancel
 	expect_eq "cancel push call_id" "$(jq -r .call_id <<<"$PUSH_DATA")" "$cid"
 	expect_eq "cancel push reason" "$(jq -r .reason <<<"$PUSH_DATA")" caller_cancelled
-	expect_eq "a VoIP-only device gets the cancel as a VoIP push" \
-		"$(jq -r '.headers["apns-push-type"]' <<<"$PUSH")" voip
+	expect_eq "the cancel is an alert push to the remote token" \
+		"$(jq -r '.headers["apns-push-type"]' <<<"$PUSH")" alert
+	expect_eq "no cancel as a VoIP push" "$(pushes_for "$t" cancel | jq length)" 0
 }
 
 t_caller_cancels_held_call() {
-	begin "cancel while held: the phone never came back; caller gets 487, the phone a cancel push"
+	begin "cancel while held, VoIP-only phone: caller gets 487; no cancel push (VoIP pushes only start calls), pushgw says skipped"
 	local t; t=$(tok 7003)
 	sim_ctl A POST /reset >/dev/null
 	check "phone registers with push parameters" register held-first 1003 "$(apns_pn "$t")" \
@@ -135,17 +150,17 @@ t_caller_cancels_held_call() {
 	sipp_run held-caller -sf "$SCEN/cancel_held.xml" -s 1003 -cid_str "$cid"
 	expect_eq "caller got 100, cancelled, got 487 and 200 (sipp exit)" "$?" 0
 	one_push_to "$t" call
-	check "a cancel push reached APNs" wait_push "$t" cancel
-	one_push_to "$t" cancel
-	expect_eq "cancel push call_id" "$(jq -r .call_id <<<"$PUSH_DATA")" "$cid"
-	expect_eq "cancel push reason" "$(jq -r .reason <<<"$PUSH_DATA")" caller_cancelled
+	local line; line=$(cancel_logged "$cid")
+	expect_eq "pushgw got the cancel and skipped the VoIP-only phone" \
+		"$(jq -r '[.devices[] | .status + "/" + .reason] | join(",")' <<<"$line")" skipped/voip_only
+	expect_eq "no cancel push reached APNs" "$(pushes_for "$t" cancel | jq length)" 0
 }
 
 t_unanswered_push_ends_in_480() {
 	begin "a phone that never comes back: 480 after PUSH_HOLD_S, and its ringing is cancelled"
-	local t; t=$(tok 7004)
+	local t r; t=$(tok 7004); r=$(tok 7014)
 	sim_ctl A POST /reset >/dev/null
-	check "phone registers with push parameters" register gone-first 1004 "$(apns_pn "$t")" \
+	check "phone registers with push parameters (VoIP and remote tokens)" register gone-first 1004 "$(apns_pn_both "$t" "$r")" \
 		6c0e7f1a-0000-4000-8000-00000000a004 "$(free_port udp)"
 	sipp_run gone-caller -sf "$SCEN/unanswered.xml" -s 1004 -cid_str "e2e-gone-$RANDOM@caller"
 	expect_eq "caller got 480 Temporarily Unavailable (sipp exit)" "$?" 0
@@ -155,18 +170,18 @@ t_unanswered_push_ends_in_480() {
 	check "the call was held PUSH_HOLD_S=$HOLD_S s ($held ms)" \
 		test "$held" -ge $((HOLD_S * 1000 - 200)) -a "$held" -le $((HOLD_S * 1000 + 2000))
 	one_push_to "$t" call
-	check "a cancel push reached APNs" wait_push "$t" cancel
-	one_push_to "$t" cancel
+	check "a cancel push reached APNs" wait_push "$r" cancel
+	one_push_to "$r" cancel
 	expect_eq "cancel push reason" "$(jq -r .reason <<<"$PUSH_DATA")" caller_cancelled
 }
 
 t_second_phone_told_answered_elsewhere() {
 	begin "two phones on one extension: one answers, the other gets a cancel push (answered_elsewhere)"
-	local ta tb; ta=$(tok 7005); tb=$(tok 7006)
+	local ta tb rb; ta=$(tok 7005); tb=$(tok 7006); rb=$(tok 7016)
 	local ia=6c0e7f1a-0000-4000-8000-00000000a005 ib=6c0e7f1a-0000-4000-8000-00000000a006
 	sim_ctl A POST /reset >/dev/null
 	check "phone A registers" register two-a-first 1005 "$(apns_pn "$ta")" "$ia" "$(free_port udp)"
-	check "phone B registers" register two-b-first 1005 "$(apns_pn "$tb")" "$ib" "$(free_port udp)"
+	check "phone B registers (VoIP and remote tokens)" register two-b-first 1005 "$(apns_pn_both "$tb" "$rb")" "$ib" "$(free_port udp)"
 	start_phone two-a "$ta" 1005 "$(apns_pn "$ta")" "$ia" "$SCEN/answer.xml"
 	local cid="e2e-two-$RANDOM@caller"
 	sipp_run two-caller -sf "$SCEN/call.xml" -s 1005 -cid_str "$cid"
@@ -177,8 +192,8 @@ t_second_phone_told_answered_elsewhere() {
 	expect_eq "phone A answered (sipp exit)" "$PHONE_RC" 0
 	one_push_to "$ta" call
 	one_push_to "$tb" call
-	check "a cancel push reached phone B" wait_push "$tb" cancel
-	one_push_to "$tb" cancel
+	check "a cancel push reached phone B" wait_push "$rb" cancel
+	one_push_to "$rb" cancel
 	expect_eq "cancel push reason" "$(jq -r .reason <<<"$PUSH_DATA")" answered_elsewhere
 	expect_eq "cancel push call_id" "$(jq -r .call_id <<<"$PUSH_DATA")" "$cid"
 	expect_eq "no cancel push to phone A, which answered" "$(pushes_for "$ta" cancel | jq length)" 0

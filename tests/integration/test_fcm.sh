@@ -141,19 +141,61 @@ t_mixed_wake_fans_out_once_per_device() {
 }
 
 t_android_cancel() {
-	begin "cancel on Android: a high-priority data message with type=cancel"
+	begin "cancel on Android: a data message with type=cancel; answered elsewhere shows nothing, so normal priority"
 	api F POST /v1/cancel "$(fcm_body "$FTOK-c" f-c '.reason = "answered_elsewhere"')"
 	expect_eq "sent" "$(jqb '.results[0].status')" sent
 	local m; m=$(fcm_reqs "$FTOK-c" | jq -r '.[-1].body' | jq -c .message)
 	expect_eq "type" "$(jq -r .data.type <<<"$m")" cancel
 	expect_eq "reason" "$(jq -r .data.reason <<<"$m")" answered_elsewhere
 	expect_eq "call_id" "$(jq -r .data.call_id <<<"$m")" f-c
-	expect_eq "priority" "$(jq -r .android.priority <<<"$m")" HIGH
+	expect_eq "priority" "$(jq -r .android.priority <<<"$m")" NORMAL
+	expect_eq "accepted by FCM" "$(fcm_reqs "$FTOK-c" | jq -r '.[-1].status')" 200
 	expect_eq "android.ttl (default ttl)" "$(jq -r .android.ttl <<<"$m")" 30s
 	expect_eq "a data message: no notification block" "$(jq '[has("notification"), (.android | has("notification"))] | any' <<<"$m")" false
 	expect_eq "to the device's token" "$(jq -r .token <<<"$m")" "$FTOK-c"
 	expect_eq "caller" "$(jq -r .data.caller <<<"$m")" "+15551234567"
 	expect_eq "every data value is a string" "$(jq -c '[.data[] | type] | unique' <<<"$m")" '["string"]'
+}
+
+t_android_cancel_priority_follows_the_reason() {
+	begin "FCM cancel priority: caller_cancelled (a missed call is shown) HIGH, declined NORMAL"
+	api F POST /v1/cancel "$(fcm_body "$FTOK-cc" f-cc '.reason = "caller_cancelled"')"
+	expect_eq "caller_cancelled: sent" "$(jqb '.results[0].status')" sent
+	expect_eq "caller_cancelled: priority at the simulator" \
+		"$(fcm_reqs "$FTOK-cc" | jq -r '.[-1].body | fromjson | .message.android.priority')" HIGH
+	api F POST /v1/cancel "$(fcm_body "$FTOK-cd" f-cd '.reason = "declined"')"
+	expect_eq "declined: sent" "$(jqb '.results[0].status')" sent
+	expect_eq "declined: priority at the simulator" \
+		"$(fcm_reqs "$FTOK-cd" | jq -r '.[-1].body | fromjson | .message.android.priority')" NORMAL
+	api F POST /v1/cancel "$(fcm_body "$FTOK-cx" f-cx)"
+	expect_eq "no reason (caller_cancelled): priority at the simulator" \
+		"$(fcm_reqs "$FTOK-cx" | jq -r '.[-1].body | fromjson | .message.android.priority')" HIGH
+}
+
+# fcm_pad TOKEN CALL_ID N: a wake whose call.data is one key "pad" of N bytes.
+fcm_pad() { fcm_body "$1" "$2" ".call.data = {pad: \"$(head -c "$3" /dev/zero | tr '\0' x)\"}"; }
+
+t_fcm_data_over_the_limit_is_refused() {
+	begin "FCM: 6 KB of call.data is refused with 400 naming call.data and Google's 4096 bytes; exactly 4096 data bytes are sent"
+	sim_ctl A POST /reset >/dev/null
+	api F POST /v1/wake "$(fcm_pad "$FTOK-big" big-1 6144)"
+	expect_eq "HTTP status" "$STATUS" 400
+	expect_eq "code" "$(jqb .error.code)" invalid_request
+	check "names call.data and 4096: $(jqb .error.message)" grep -q 'call.data.*4096' <<<"$(jqb .error.message)"
+	expect_eq "nothing reached FCM" "$(sim_ctl A GET /stats | jq .fcm_requests)" 0
+	# FCM counts the data's keys and values: measure ours once, then fill to the limit
+	api F POST /v1/wake "$(fcm_pad "$FTOK-big" big-1 100)"
+	local bytes; bytes=$(fcm_reqs "$FTOK-big" | jq '.[-1].body | fromjson | .message.data | to_entries | map((.key | utf8bytelength) + (.value | utf8bytelength)) | add')
+	local pad=$((100 + 4096 - bytes))
+	api F POST /v1/wake "$(fcm_pad "$FTOK-big" big-2 "$pad")"
+	expect_eq "4096 data bytes: sent" "$(jqb '.results[0].status')" sent
+	local r; r=$(fcm_reqs "$FTOK-big" | jq -c '.[-1]')
+	expect_eq "accepted by FCM" "$(jq -r .status <<<"$r")" 200
+	check "the whole body is longer than 4096 bytes: not what FCM counts" test "$(jq '.body | utf8bytelength' <<<"$r")" -gt 4096
+	api F POST /v1/wake "$(fcm_pad "$FTOK-big" big-3 $((pad + 1)))"
+	expect_eq "4097 data bytes: 400" "$STATUS" 400
+	check "names call.data: $(jqb .error.message)" grep -q 'call.data' <<<"$(jqb .error.message)"
+	expect_eq "only the two that fit reached FCM" "$(fcm_reqs "$FTOK-big" | jq length)" 2
 }
 
 t_android_contacts_as_softphones_send_them() {
@@ -284,6 +326,8 @@ t_fcm_errors_map_to_statuses
 t_revoked_token_is_refreshed_once
 t_mixed_wake_fans_out_once_per_device
 t_android_cancel
+t_android_cancel_priority_follows_the_reason
+t_fcm_data_over_the_limit_is_refused
 t_android_contacts_as_softphones_send_them
 t_rejected_assertion_is_auth_error
 t_wake_waiting_for_a_slow_token_ends_at_its_deadline

@@ -3,7 +3,9 @@
 # payload shape reaches APNs and FCM exactly as the golden files say (calls
 # and cancels, VoIP, alert and FCM), per-device strings apply to that device
 # only, and a remote&voip device rings on its VoIP token and is cancelled on
-# its remote token.
+# its remote token. The app opts in to VoIP cancels (voip_cancel), so the
+# VoIP cancel's shape is checked too; FCM's sip-from is the display name,
+# else the URI, and a cancel that shows nothing goes at normal priority.
 source tests/integration/lib.sh
 
 PROJECT=pushgw-test
@@ -11,7 +13,7 @@ EMAIL="pushgw-test@$PROJECT.iam.gserviceaccount.com"
 make_certs
 start_sim A --sa-pub "$EMAIL=$WORK/certs/sa_pub.pem" --fcm-project "$PROJECT"
 bash tests/sim/make-sa.sh "$WORK/certs" "https://127.0.0.1:$SIM_PORT_A/token" "$PROJECT" >/dev/null
-write_config "$WORK/lin.json" A '.apps.phone.payload = "linphone" | .apps.phone.strings = {sound: "ring.caf"}
+write_config "$WORK/lin.json" A '.apps.phone.payload = "linphone" | .apps.phone.strings = {sound: "ring.caf"} | .apps.phone.voip_cancel = true
 	| .apps.phone.fcm = {service_account_file: "'"$WORK/certs/service-account.json"'", url: "https://127.0.0.1:'"$SIM_PORT_A"'"}'
 start_gw L "$WORK/lin.json" || exit 1
 PN="TEAM123456.com.example.phone"
@@ -147,7 +149,31 @@ t_every_kind_matches_its_golden_file() {
 	done
 }
 
+t_fcm_sip_from_and_cancel_priority() {
+	begin "Linphone FCM: sip-from is the URI without a display name; an answered-elsewhere cancel is normal priority; both equal their golden files"
+	local f="dGVzdDpmY20tdG9rZW4" dev call wid cid rf
+	dev=$(jq -cn --arg f "$f" '[{provider: "fcm", token: $f, app: "phone"}]')
+	call='{"id":"a84b4c76e66710@pbx","from":"+15551234567","to":"1001","data":{"room":"blue"}}'
+	sim_ctl A POST /reset >/dev/null
+	api L POST /v1/wake "$(jq -cn --argjson d "$dev" --argjson c "$call" '{devices: $d, call: $c, ttl: 30}')"
+	expect_eq "wake without a display name: sent" "$(jqb '.results[0].status')" sent
+	wid=$(jqb .id)
+	call=$(jq -c '.from_name = "Alice"' <<<"$call")
+	api L POST /v1/cancel "$(jq -cn --argjson d "$dev" --argjson c "$call" '{devices: $d, call: $c, ttl: 30, reason: "answered_elsewhere"}')"
+	expect_eq "answered-elsewhere cancel: sent" "$(jqb '.results[0].status')" sent
+	cid=$(jqb .id)
+	rf=$(reqs_for "$f")
+	local dp='.message.android.data'
+	golden_match "FCM call, no display name" linphone_fcm_call_no_display_name "$(jq -c '.[0]' <<<"$rf")" "$dp.uuid" "$dp[\"send-time\"]" "$wid"
+	expect_eq "sip-from is the URI" "$(jq -r '.[0].body | fromjson | .message.android.data["sip-from"]' <<<"$rf")" "+15551234567"
+	golden_match "FCM answered-elsewhere cancel" linphone_fcm_cancel_answered_elsewhere "$(jq -c '.[1]' <<<"$rf")" "$dp.uuid" "$dp[\"send-time\"]" "$cid"
+	expect_eq "sip-from is the display name" "$(jq -r '.[1].body | fromjson | .message.android.data["sip-from"]' <<<"$rf")" Alice
+	expect_eq "priority the simulator received" "$(jq -r '.[1].body | fromjson | .message.android.priority' <<<"$rf")" normal
+	expect_eq "both accepted" "$(jq -r '[.[].status] | join(",")' <<<"$rf")" 200,200
+}
+
 t_every_kind_matches_its_golden_file
+t_fcm_sip_from_and_cancel_priority
 t_remote_and_voip_device_rings_voip_cancels_remote
 t_contact_strings_change_only_that_device
 stop_gw L

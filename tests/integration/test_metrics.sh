@@ -172,6 +172,10 @@ t_counters_follow_traffic() {
 	done
 	expect_eq "pushes in all" "$(msum pushgw_pushes_total)" "$total"
 	expect_eq "invalid_token was among them" "${RESULTS[invalid_token]:-0}" 1
+	# the cancel went to three VoIP-only iPhones: nothing sent, counted skipped
+	expect_eq "skipped was among them" "${RESULTS[skipped]:-0}" 3
+	expect_eq "skipped pushes carry reason voip_only" \
+		"$(msum pushgw_pushes_total '.status == "skipped" and .reason == "voip_only" and .kind == "cancel"')" 3
 	expect_eq "wakes" "$(msum pushgw_wakes_total '.kind == "wake"')" "$N_WAKE_200"
 	expect_eq "cancels" "$(msum pushgw_wakes_total '.kind == "cancel"')" "$N_CANCEL_200"
 	expect_eq "HTTP 200 on /v1/wake" \

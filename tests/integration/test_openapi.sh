@@ -423,6 +423,9 @@ t_wake_and_cancel_answers() {
 	expect_eq "per-device statuses" "$(jqb '[.results[].status] | sort | join(",")')" "failed,invalid_token,sent"
 	call G POST /v1/cancel "$(jq -cn '{extension: "3101", call: {id: "oa-1@pbx"}, reason: "answered_elsewhere"}')"
 	expect_eq "cancel" "$STATUS" 200
+	expect_eq "cancel to a VoIP-only device: skipped" "$(jqb '[.results[] | .status + "/" + .reason] | join(",")')" skipped/voip_only
+	call G POST /v1/wake "$(wake_body "$ok" oa-3@pbx ".call.data = {pad: \"$(head -c 6144 /dev/zero | tr '\0' x)\"}")"
+	expect_eq "a payload over Apple's limit" "$STATUS" 400
 	call G POST /v1/wake "$(wake_body "$ok" oa-2@pbx '.callback_url = "http://127.0.0.1:9/results" | .ttl = 1')"
 	expect_eq "wake with callback_url" "$STATUS" 202
 	call G POST /v1/wake '{"call": '

@@ -196,11 +196,54 @@ t_cancel_to_an_iphone_with_a_remote_token() {
 	expect_eq "answered elsewhere: reason" "$(jq -r .reason <<<"$body")" answered_elsewhere
 }
 
-t_cancel_to_an_iphone_with_only_a_voip_token() {
-	begin "cancel, iPhone with only a VoIP token: a VoIP push with type=cancel"
-	local v; v=$(tok 352)
+t_cancel_to_an_iphone_with_only_a_voip_token_is_skipped() {
+	begin "cancel, iPhone with only a VoIP token: no push by default (Apple allows VoIP pushes only for calls), result skipped/voip_only"
+	local v r; v=$(tok 352); r=$(tok 353)
 	sim_ctl A POST /reset >/dev/null
 	api G POST /v1/cancel "$(cancel_body declined "$(jq -cn --arg v "$v" '{provider: "apns", token: $v, app: "phone"}')")"
+	expect_eq "HTTP status: 200, not 404" "$STATUS" 200
+	expect_eq "result" "$(jqb '.results[0] | [.status, .reason] | join("/")')" skipped/voip_only
+	expect_eq "no push type: nothing was pushed" "$(jqb '.results[0] | has("push_type")')" false
+	expect_eq "no push id, no attempts" "$(jqb '.results[0] | [has("push_id"), has("attempts")] | any')" false
+	expect_eq "target, provider and app as for any result" "$(jqb '.results[0] | [.target, .provider, .app] | join(",")')" "apns:0000…0160,apns,phone"
+	expect_eq "nothing reached the simulator" "$(sim_ctl A GET /stats | jq .requests)" 0
+	local line; line=$(log_line_of "$(jqb .id)")
+	expect_eq "the log line says skipped/voip_only" "$(jq -r '.devices[0] | [.status, .reason] | join("/")' <<<"$line")" skipped/voip_only
+	check "pushgw_pushes_total counts it as skipped" grep -Eq \
+		'^pushgw_pushes_total\{kind="cancel",provider="apns",app="phone",status="skipped",reason="voip_only"\} [1-9]' \
+		<<<"$(curl -s "http://127.0.0.1:$GW_PORT_G/metrics")"
+
+	begin "a cancel to a VoIP-only and a remote-token iPhone: the first is skipped, the second gets its alert"
+	api G PUT /v1/extensions/skip-1/devices/voip-only "$(jq -cn --arg v "$v" '{provider: "apns", token: $v, app: "phone"}')" "$KEY_REG"
+	expect_eq "registered" "$STATUS" 201
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel "$(jq -cn --arg r "$r" '{extension: "skip-1",
+	  devices: [{provider: "apns", remote_token: $r, app: "phone"}], call: {id: "cx-2@pbx"}, reason: "caller_cancelled"}')"
+	expect_eq "HTTP status" "$STATUS" 200
+	expect_eq "results in request order" "$(jqb '[.results[] | .status + "/" + (.push_type // .reason)] | join(",")')" sent/alert,skipped/voip_only
+	local reqs; reqs=$(sim_ctl A GET /requests)
+	expect_eq "one request, to the remote token" "$(jq -r '[length, .[0].token] | join(",")' <<<"$reqs")" "1,$r"
+	# only the extension's device: every push skipped, still 200 with results
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/cancel '{"extension": "skip-1", "call": {"id": "cx-3@pbx"}}'
+	expect_eq "all skipped: HTTP 200" "$STATUS" 200
+	expect_eq "all skipped: the result" "$(jqb '[.results[] | .status + "/" + .reason] | join(",")')" skipped/voip_only
+	expect_eq "all skipped: nothing sent" "$(sim_ctl A GET /stats | jq .requests)" 0
+	api G GET /v1/extensions/skip-1/devices "" "$KEY_REG"
+	expect_eq "a skipped device stays registered" "$(jqb '[.devices[].device_id] | join(",")')" voip-only
+	api G DELETE /v1/extensions/skip-1 "" "$KEY_REG"
+	# a wake still rings the VoIP token
+	api G POST /v1/wake "$(wake_body "$v" cx-4@pbx)"
+	expect_eq "a wake to the same device is a VoIP push" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/voip
+}
+
+t_voip_cancel_opt_in() {
+	begin "voip_cancel: true on the app: a VoIP-only iPhone gets its cancel as a VoIP push with type=cancel"
+	write_config "$WORK/gw-vc.json" A '.apps.phone.voip_cancel = true'
+	start_gw V "$WORK/gw-vc.json" || { bad "start"; return; }
+	local v; v=$(tok 354)
+	sim_ctl A POST /reset >/dev/null
+	api V POST /v1/cancel "$(cancel_body declined "$(jq -cn --arg v "$v" '{provider: "apns", token: $v, app: "phone"}')")"
 	expect_eq "result" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/voip
 	local reqs; reqs=$(sim_ctl A GET /requests)
 	expect_eq "one request" "$(jq length <<<"$reqs")" 1
@@ -209,11 +252,64 @@ t_cancel_to_an_iphone_with_only_a_voip_token() {
 	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$req")" voip
 	expect_eq "apns-topic" "$(jq -r '.headers["apns-topic"]' <<<"$req")" com.example.phone.voip
 	expect_eq "apns-priority" "$(jq -r '.headers["apns-priority"]' <<<"$req")" 10
+	expect_eq "accepted" "$(jq -r .status <<<"$req")" 200
 	local body; body=$(jq -r .body <<<"$req")
 	expect_eq "type" "$(jq -r .type <<<"$body")" cancel
 	expect_eq "reason" "$(jq -r .reason <<<"$body")" declined
 	expect_eq "call_id" "$(jq -r .call_id <<<"$body")" cx-1@pbx
 	expect_eq "no alert in a VoIP push" "$(jq -c .aps <<<"$body")" '{}'
+	stop_gw V
+}
+
+# pad_wake TOKEN CALL_ID N [filter]: a wake whose call.data is one key "pad" of N bytes.
+pad_wake() {
+	jq -cn --arg t "$1" --arg c "$2" --arg p "$(head -c "$3" /dev/zero | tr '\0' x)" '{
+	  devices: [{provider: "apns", token: $t, app: "phone"}],
+	  call: {id: $c, from: "+15551234567", from_name: "Alice", to: "1001", data: {pad: $p}}} | '"${4:-.}"
+}
+
+t_payload_over_the_limit_is_refused() {
+	begin "6 KB of call.data: 400 naming call.data and Apple's limit, nothing sent, the registry unchanged"
+	local v r; v=$(tok 370); r=$(tok 371)
+	api G PUT /v1/extensions/big-1/devices/iphone "$(jq -cn --arg v "$v" '{provider: "apns", token: $v, app: "phone"}')" "$KEY_REG"
+	expect_eq "registered" "$STATUS" 201
+	api G GET /v1/extensions/big-1/devices "" "$KEY_REG"
+	local before; before=$BODY
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/wake "$(pad_wake "$v" big-1@pbx 6144 '.devices = [] | .extension = "big-1"')"
+	expect_error "6 KB of call.data" 400 invalid_request call.data
+	check "the message names the limit: $(jqb .error.message)" grep -q "5120" <<<"$(jqb .error.message)"
+	expect_eq "nothing reached the simulator" "$(sim_ctl A GET /stats | jq .requests)" 0
+	api G GET /v1/extensions/big-1/devices "" "$KEY_REG"
+	expect_eq "registry unchanged" "$BODY" "$before"
+	# a cancel's alert push: Apple's 4096
+	api G POST /v1/cancel "$(pad_wake "$v" big-1@pbx 4500 '.devices[0] = {provider: "apns", remote_token: "'"$r"'", app: "phone"}')"
+	expect_error "4.5 KB of call.data in an alert cancel" 400 invalid_request call.data
+	check "the alert limit: $(jqb .error.message)" grep -q "4096" <<<"$(jqb .error.message)"
+	# the async path refuses before its 202 too
+	api G POST /v1/wake "$(pad_wake "$v" big-2@pbx 6144 '.callback_url = "http://127.0.0.1:9/cb"')"
+	expect_error "async wake with 6 KB of call.data" 400 invalid_request call.data
+	expect_eq "nothing reached the simulator" "$(sim_ctl A GET /stats | jq .requests)" 0
+	api G DELETE /v1/extensions/big-1 "" "$KEY_REG"
+
+	begin "a VoIP wake of exactly 5120 bytes is sent, one byte more is refused; an alert of exactly 4096 is sent"
+	api G POST /v1/wake "$(pad_wake "$v" big-3@pbx 100)"
+	local len; len=$(sim_ctl A GET /requests | jq '.[-1].body | utf8bytelength')
+	local pad=$((100 + 5120 - len))
+	sim_ctl A POST /reset >/dev/null
+	api G POST /v1/wake "$(pad_wake "$v" big-3@pbx "$pad")"
+	expect_eq "5120 bytes: sent" "$(jqb '.results[0].status')" sent
+	expect_eq "5120 bytes reached the simulator, accepted" "$(sim_ctl A GET /requests | jq -c '[(.[-1].body | utf8bytelength), .[-1].status]')" "[5120,200]"
+	api G POST /v1/wake "$(pad_wake "$v" big-3@pbx $((pad + 1)))"
+	expect_error "5121 bytes" 400 invalid_request call.data
+	local alert='.devices[0] = {provider: "apns", remote_token: "'"$r"'", app: "phone"}'
+	api G POST /v1/wake "$(pad_wake "$v" big-4@pbx 100 "$alert")"
+	len=$(sim_ctl A GET /requests | jq '.[-1].body | utf8bytelength')
+	pad=$((100 + 4096 - len))
+	api G POST /v1/wake "$(pad_wake "$v" big-4@pbx "$pad" "$alert")"
+	expect_eq "alert of 4096 bytes: sent" "$(jqb '.results[0] | .status + "/" + .push_type')" sent/alert
+	api G POST /v1/wake "$(pad_wake "$v" big-4@pbx $((pad + 1)) "$alert")"
+	expect_error "alert of 4097 bytes" 400 invalid_request call.data
 }
 
 t_expired_provider_token_renews_once() {
@@ -394,8 +490,9 @@ t_wake_log_line_describes_the_wake() {
 	api G POST /v1/cancel "$(jq -cn --arg a "$ok_t" '{devices: [{provider: "apns", token: $a, app: "phone"}], call: {id: "log-1@pbx"}, reason: "declined"}')"
 	expect_eq "cancel status" "$STATUS" 200
 	line=$(log_line_of "$(jqb .id)")
-	expect_eq "a cancel logs msg and kind cancel" "$(jq -r '[.msg, .kind, .call_id, .devices[0].status] | join(",")' <<<"$line")" \
-		cancel,cancel,log-1@pbx,sent
+	expect_eq "a cancel logs msg and kind cancel (to a VoIP-only device: skipped)" \
+		"$(jq -r '[.msg, .kind, .call_id, .devices[0].status, .devices[0].reason] | join(",")' <<<"$line")" \
+		cancel,cancel,log-1@pbx,skipped,voip_only
 	sim_ctl A POST /script "{\"$dead_t\": []}" >/dev/null
 }
 
@@ -436,7 +533,9 @@ t_apns_errors_map_to_statuses
 t_one_push_per_token_across_explicit_and_registered
 t_shutdown_replaces_only_the_answering_connection
 t_cancel_to_an_iphone_with_a_remote_token
-t_cancel_to_an_iphone_with_only_a_voip_token
+t_cancel_to_an_iphone_with_only_a_voip_token_is_skipped
+t_voip_cancel_opt_in
+t_payload_over_the_limit_is_refused
 t_expired_provider_token_renews_once
 t_timeout_when_apns_never_answers
 t_untrusted_upstream_certificate

@@ -37,7 +37,7 @@ static const char *base_config =
 	"   \"fcm\": { \"service_account_file\": \"sa.json\","
 	"            \"url\": \"https://127.0.0.1:9443\", \"sender_id\": \"123456789012\" },"
 	"   \"payload\": \"linphone\", \"strings\": { \"call\": \"IC_CALL\", \"sound\": \"ring.caf\" },"
-	"   \"ring_repeat_s\": 5 },"
+	"   \"ring_repeat_s\": 5, \"voip_cancel\": true },"
 	"  \"work\": { \"apns\": { \"cert_file\": \"apns.pem\", \"cert_key_file\": \"apns.key\","
 	"                        \"bundle_id\": \"com.example.work\" } } },"
 	" \"upstream\": { \"ca_file\": \"ca.pem\", \"connections\": 4, \"ping_interval_s\": 30,"
@@ -294,6 +294,7 @@ static void test_full_config(void)
 	CHECK_STR(phone->strings.sound, "ring.caf");
 	CHECK_STR(phone->strings.missed, "IC_MISSED");
 	CHECK(phone->ring_repeat_s == 5);
+	CHECK(phone->voip_cancel);
 	CHECK(work->apns.enabled && !work->fcm.enabled);
 	CHECK(work->apns.key_pem == NULL && work->apns.team_id == NULL);
 	check_abs(work->apns.cert_file, "apns.pem");
@@ -364,6 +365,7 @@ static void test_defaults(void)
 		CHECK_STR(app->strings.declined_elsewhere, "IC_DECLINED_ELSEWHERE");
 		CHECK_STR(app->strings.sound, "");
 		CHECK(app->ring_repeat_s == 0);
+		CHECK(!app->voip_cancel); /* cancels to VoIP-only iPhones are skipped */
 	}
 	config_free(cfg);
 }
@@ -535,6 +537,12 @@ static const ecase ecases[] = {
 	  NULL, NULL, NULL, "apps.phone.strings.ringtone: unknown field", NULL },
 	{ "ring_repeat_s too large", "{\"apps\": {\"phone\": {\"ring_repeat_s\": 61}}}", NULL, NULL,
 	  NULL, "apps.phone.ring_repeat_s: expected an integer from 0 to 60", NULL },
+	{ "voip_cancel as a string", "{\"apps\": {\"phone\": {\"voip_cancel\": \"true\"}}}", NULL,
+	  NULL, NULL, "apps.phone.voip_cancel: expected true or false", NULL },
+	{ "voip_cancel as a number", "{\"apps\": {\"phone\": {\"voip_cancel\": 1}}}", NULL, NULL,
+	  NULL, "apps.phone.voip_cancel: expected true or false", NULL },
+	{ "misspelt voip_cancel", "{\"apps\": {\"phone\": {\"voip_cancels\": true}}}", NULL, NULL,
+	  NULL, "apps.phone.voip_cancels: unknown field", "voip_cancel" },
 	{ "plaintext API key", "{\"api_keys\": [{\"name\": \"a\", \"key\": \"hunter2-plaintext\"}]}",
 	  NULL, NULL, NULL, "api_keys[0].key: a plaintext key is not accepted", "pushgw hash-key" },
 	{ "env: key with the variable unset",

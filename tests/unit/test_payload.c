@@ -79,6 +79,17 @@ static void run_profile(pgw_payload_profile profile, const char *pname)
 		golden(name, b = payload_fcm(&ctx, &f, k, NULL));
 		free(b);
 	}
+	/* a cancel that shows nothing goes at normal priority */
+	call.reason = "answered_elsewhere";
+	snprintf(name, sizeof name, "%s_fcm_cancel_answered_elsewhere", pname);
+	golden(name, b = payload_fcm(&ctx, &f, PGW_PUSH_CANCEL, NULL));
+	free(b);
+	/* no display name: the names fall back to the caller's URI */
+	call.reason = NULL;
+	call.from_name = NULL;
+	snprintf(name, sizeof name, "%s_fcm_call_no_display_name", pname);
+	golden(name, b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, NULL));
+	free(b);
 	json_decref(data);
 }
 
@@ -314,6 +325,149 @@ static void test_bytes_from_contacts(void)
 	free(b);
 }
 
+/* android.priority of an FCM body. */
+static char *fcm_priority(const pgw_payload_ctx *ctx, const pgw_target *f, pgw_push_kind k)
+{
+	char *b = payload_fcm(ctx, f, k, NULL), *out;
+	json_t *root = json_loads(b ? b : "", 0, NULL);
+	const char *v = str_at(root, "message", "android", "priority", NULL);
+
+	out = strdup(v ? v : "(none)");
+	json_decref(root);
+	free(b);
+	return out;
+}
+
+static void test_fcm_cancel_priority(void)
+{
+	static const struct {
+		pgw_push_kind kind;
+		const char *reason, *pushgw, *linphone;
+	} cases[] = {
+		{PGW_PUSH_CALL, NULL, "HIGH", "high"},
+		{PGW_PUSH_CANCEL, "caller_cancelled", "HIGH", "high"},
+		{PGW_PUSH_CANCEL, "answered_elsewhere", "NORMAL", "normal"},
+		{PGW_PUSH_CANCEL, "declined", "NORMAL", "normal"},
+	};
+	pgw_app_conf app = make_app(PGW_PAYLOAD_PUSHGW);
+	pgw_call call = {"c1", "+1555", "Bob", "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	size_t i;
+	char *got;
+
+	TEST("FCM: a call and a missed-call cancel go at high priority, a cancel that shows nothing at normal (each profile's spelling)");
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		call.reason = cases[i].reason;
+		app.payload = PGW_PAYLOAD_PUSHGW;
+		CHECK_STR(got = fcm_priority(&ctx, &f, cases[i].kind), cases[i].pushgw);
+		free(got);
+		app.payload = PGW_PAYLOAD_LINPHONE;
+		CHECK_STR(got = fcm_priority(&ctx, &f, cases[i].kind), cases[i].linphone);
+		free(got);
+	}
+}
+
+static void test_linphone_sip_from(void)
+{
+	static const struct {
+		const char *from, *from_name, *want;
+	} cases[] = {
+		{"sip:alice@pbx", "Alice", "Alice"},
+		{"sip:alice@pbx", NULL, "sip:alice@pbx"},
+		{"sip:alice@pbx", "", "sip:alice@pbx"},
+		{NULL, NULL, ""},
+	};
+	pgw_app_conf app = make_app(PGW_PAYLOAD_LINPHONE);
+	pgw_call call = {"c1", NULL, NULL, "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	size_t i;
+
+	TEST("linphone FCM sip-from: the display name when there is one, else the URI (as Flexisip)");
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char *b;
+		json_t *root;
+
+		call.from = cases[i].from;
+		call.from_name = cases[i].from_name;
+		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, NULL);
+		root = json_loads(b ? b : "", 0, NULL);
+		CHECK_STR(str_at(root, "message", "android", "data", "sip-from", NULL), cases[i].want);
+		json_decref(root);
+		free(b);
+	}
+}
+
+/* call.data of one key "pad" whose value is n bytes. */
+static json_t *pad_data(size_t n)
+{
+	char *v = malloc(n + 1);
+	json_t *d;
+
+	memset(v, 'x', n);
+	v[n] = '\0';
+	d = json_pack("{s:s}", "pad", v);
+	free(v);
+	return d;
+}
+
+static void test_payload_limits(void)
+{
+	pgw_app_conf app = make_app(PGW_PAYLOAD_PUSHGW);
+	pgw_call call = {"c1", "+1555", "Bob", "1001", false, NULL, NULL};
+	pgw_payload_ctx ctx = {&call, "w_X", 1795531179, 30};
+	pgw_target f = {PGW_PROVIDER_FCM, &app, "tok", NULL, PGW_ENV_UNSET, NULL, NULL, false};
+	size_t measured, limit, len, base;
+	char *b;
+	int profile;
+
+	TEST("APNs limits: 5120 bytes for a VoIP push, 4096 for an alert, counted on the whole body");
+	CHECK(payload_fits(PGW_PROVIDER_APNS, false, "", 5120, &measured, &limit));
+	CHECK(limit == 5120 && measured == 5120);
+	CHECK(!payload_fits(PGW_PROVIDER_APNS, false, "", 5121, &measured, &limit));
+	CHECK(payload_fits(PGW_PROVIDER_APNS, true, "", 4096, &measured, &limit));
+	CHECK(!payload_fits(PGW_PROVIDER_APNS, true, "", 4097, &measured, &limit));
+	CHECK(limit == 4096 && measured == 4097);
+
+	TEST("FCM limit: 4096 bytes of data keys and values, not the token and JSON around them (both profiles)");
+	for (profile = 0; profile < 2; profile++) {
+		json_t *data = pad_data(1);
+
+		app.payload = (pgw_payload_profile)profile;
+		call.data = data;
+		/* the data bytes of a body with one byte of pad */
+		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, &len);
+		CHECK(payload_fits(PGW_PROVIDER_FCM, false, b, len, &measured, &limit));
+		free(b);
+		json_decref(data);
+		data = pad_data(5000);
+		call.data = data;
+		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, &len);
+		CHECK(!payload_fits(PGW_PROVIDER_FCM, false, b, len, &measured, &limit));
+		CHECK(limit == 4096 && measured < len && measured > 5000);
+		base = measured - 5000; /* the data bytes besides the pad */
+		free(b);
+		json_decref(data);
+		/* exactly at the limit: fits, though the body is longer */
+		data = pad_data(4096 - base);
+		call.data = data;
+		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, &len);
+		CHECK(len > 4096);
+		CHECK(payload_fits(PGW_PROVIDER_FCM, false, b, len, &measured, &limit));
+		free(b);
+		json_decref(data);
+		data = pad_data(4097 - base);
+		call.data = data;
+		b = payload_fcm(&ctx, &f, PGW_PUSH_CALL, &len);
+		CHECK(!payload_fits(PGW_PROVIDER_FCM, false, b, len, &measured, &limit));
+		CHECK(measured == 4097);
+		free(b);
+		json_decref(data);
+		call.data = NULL;
+	}
+}
+
 int main(void)
 {
 	test_profiles();
@@ -323,5 +477,8 @@ int main(void)
 	test_device_overrides();
 	test_cancel_reasons();
 	test_linphone_voip_cancel_is_no_call();
+	test_fcm_cancel_priority();
+	test_linphone_sip_from();
+	test_payload_limits();
 	return check_summary("payload");
 }
