@@ -889,6 +889,8 @@ static void count_one(void *arg, const wake_result_view *v)
 		snprintf(labels, sizeof labels, "kind=\"%s\",provider=\"%s\",app=\"%s\",status=\"%s\"",
 			 kind, v->provider, v->app, v->status);
 	metrics_count("pushgw_pushes_total", labels, 1);
+	if (v->attempts == 0) /* never went upstream: no upstream latency to tell */
+		return;
 	snprintf(labels, sizeof labels, "provider=\"%s\",app=\"%s\"", v->provider, v->app);
 	metrics_observe("pushgw_upstream_latency_seconds", labels, v->latency_ms / 1000.0);
 }

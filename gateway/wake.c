@@ -790,6 +790,7 @@ void wake_each_result(const pgw_wake *w, wake_result_fn fn, void *arg)
 			.status = pgw_push_status_str(r->status),
 			.reason = r->reason[0] ? r->reason : NULL,
 			.latency_ms = r->latency_ms,
+			.attempts = r->attempts,
 		};
 		fn(arg, &v);
 	}

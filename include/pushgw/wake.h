@@ -116,6 +116,7 @@ typedef struct wake_result_view {
 	const char *status;   /* pgw_push_status_str() */
 	const char *reason;   /* NULL when there is none */
 	double latency_ms;
+	int attempts;         /* requests sent upstream; 0: it never left (skipped, refused locally) */
 } wake_result_view;
 typedef void (*wake_result_fn)(void *arg, const wake_result_view *r);
 
