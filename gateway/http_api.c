@@ -1595,8 +1595,9 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 {
 	const pgw_config *cfg = deps->cfg;
 	struct sockaddr_storage ss;
+	/* ITC: what MHD_quiesce_daemon() needs at shutdown */
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-			 MHD_USE_ERROR_LOG;
+			 MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
 	tls_files files;
 	http_api *api;
@@ -1705,6 +1706,13 @@ void http_api_stop(http_api *api, int settle_ms)
 		return;
 	api->stopped = true;
 	atomic_store(&api->draining, true);
+	/* No new connections from here on: a client is refused at once (and
+	 * tries another instance) rather than accepted and cut below. */
+	for (i = 0; i < WORKER_THREADS; i++) {
+		MHD_socket fd = api->daemons[i] ? MHD_quiesce_daemon(api->daemons[i]) : MHD_INVALID_SOCKET;
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
+	}
 	/* Every request still waiting for the registry is answered now
 	 * (libmicrohttpd must not be stopped with a connection suspended,
 	 * and a client is owed an answer). Wakes cannot be left suspended
