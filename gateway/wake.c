@@ -488,6 +488,8 @@ static void write_result(jsonw *jw, const pgw_target *t, const pgw_push *p)
 		jsonw_kv_str(jw, "reason", r->reason);
 	if (r->detail[0])
 		jsonw_kv_str(jw, "detail", r->detail);
+	if (r->hint[0])
+		jsonw_kv_str(jw, "hint", r->hint);
 	if (r->status == PGW_PUSH_INVALID_TOKEN)
 		jsonw_kv_bool(jw, "removed", r->removed);
 	if (r->status == PGW_PUSH_INVALID_TOKEN && r->removed)
@@ -566,7 +568,10 @@ static bool needs_update(const pgw_push *p)
 
 	if (!pushed_token(p))
 		return false;
-	return st == PGW_PUSH_INVALID_TOKEN || (st == PGW_PUSH_SENT && p->other_env_tried);
+	/* only a token the service calls dead is dropped: an invalid_token
+	 * that comes from our settings (topic, environment) keeps the device */
+	return (st == PGW_PUSH_INVALID_TOKEN && p->result.token_dead) ||
+	       (st == PGW_PUSH_SENT && p->other_env_tried);
 }
 
 wake_updates *wake_updates_new(const pgw_wake *w)
