@@ -302,7 +302,10 @@ static pgw_err build_bodies(pgw_wake *w)
 		p->kind = w->kind;
 		p->owner = w;
 		p->ttl_s = w->ttl_s;
-		p->expiration_s = ctx.sent_at_s + w->ttl_s;
+		/* ttl 0 is "now or never": Apple reads apns-expiration 0 as one
+		 * delivery attempt and no storing, while now+0 is a time that
+		 * has passed by the time it arrives */
+		p->expiration_s = w->ttl_s == 0 ? 0 : ctx.sent_at_s + w->ttl_s;
 		p->deadline_ms = deadline;
 		if (t->provider == PGW_PROVIDER_APNS) {
 			push_token(t, w->kind, &p->alert);

@@ -55,7 +55,7 @@ struct pgw_push {
 	char *body;          /* provider payload (JSON), owned by the push */
 	size_t body_len;
 	int ttl_s;
-	int64_t expiration_s; /* wall clock seconds: now + ttl */
+	int64_t expiration_s; /* wall clock seconds: now + ttl; 0 with ttl 0 (now or never) */
 	int64_t deadline_ms;  /* pgw_now_ms() clock */
 	char apns_id[PGW_UUID_LEN + 1]; /* reused by every retry */
 	const char *collapse_id;        /* or NULL */

@@ -122,6 +122,12 @@ t_fcm_errors_map_to_statuses() {
 	check "waited the Retry-After (took ${took} ms)" test "$took" -ge 1000
 }
 
+t_ttl_zero_is_now_or_never() {
+	begin "ttl 0 goes to FCM as android.ttl \"0s\""
+	api F POST /v1/wake "$(fcm_body "$FTOK-t0" t0 '.ttl = 0')"
+	expect_eq "sent" "$(jqb '.results[0].status')" sent
+	expect_eq "android.ttl" "$(fcm_reqs "$FTOK-t0" | jq -r '.[-1].body' | jq -r .message.android.ttl)" 0s
+}
 
 t_revoked_token_is_refreshed_once() {
 	begin "a 401 from FCM refreshes the OAuth token once and retries"
@@ -289,6 +295,7 @@ t_bad_service_accounts_fail_check() {
 t_wake_reaches_fcm_with_the_spec_message
 t_one_token_serves_many_wakes
 t_fcm_errors_map_to_statuses
+t_ttl_zero_is_now_or_never
 t_revoked_token_is_refreshed_once
 t_mixed_wake_fans_out_once_per_device
 t_android_cancel

@@ -47,6 +47,14 @@ t_wake_reaches_apns_with_exact_headers_and_payload() {
 	check "payload sent_at is a recent integer" test "$(jq -r .sent_at <<<"$body")" -ge "$before"
 }
 
+t_ttl_zero_is_now_or_never() {
+	begin "ttl 0 goes to APNs as apns-expiration 0 (deliver now or never), not a time already past"
+	sim_ctl A POST /reset >/dev/null
+	local t; t=$(tok 110)
+	api G POST /v1/wake "$(wake_body "$t" ttl0@pbx '.ttl = 0')"
+	expect_eq "sent" "$(jqb '.results[0].status')" sent
+	expect_eq "apns-expiration" "$(sim_ctl A GET /requests | jq -r '.[0].headers["apns-expiration"]')" 0
+}
 
 t_concurrent_wakes_share_prewarmed_connections() {
 	begin "50 concurrent wakes share the pre-warmed connections and one JWT"
@@ -434,6 +442,7 @@ t_sigterm_exits_zero() {
 }
 
 t_wake_reaches_apns_with_exact_headers_and_payload
+t_ttl_zero_is_now_or_never
 t_concurrent_wakes_share_prewarmed_connections
 t_apns_errors_map_to_statuses
 t_one_push_per_token_across_explicit_and_registered
