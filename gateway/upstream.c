@@ -923,6 +923,9 @@ static void on_fcm_token(void *arg, const char *header, const char *error)
 		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", error ? error : "no OAuth token");
 		return;
 	}
+	/* a quota answer to another push may have paused the project meanwhile */
+	if (!fcm_not_paused(a))
+		return;
 	send_fcm_with(a, header);
 }
 
