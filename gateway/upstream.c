@@ -92,6 +92,7 @@ typedef struct attempt {
 	uint64_t jwt_gen;   /* APNs JWT or FCM OAuth token generation used */
 	evloop_timer *timer; /* first send, retry backoff, or the deadline of a token wait */
 	bool waiting_token;  /* registered with fcm_auth_wait() */
+	bool lost_before;    /* a connection was lost under this push once already */
 	struct attempt *prev, *next; /* upstream's live attempts */
 } attempt;
 
@@ -999,6 +1000,16 @@ static void on_h2_response(void *arg, const h2_response *resp)
 				"connection_lost", resp->error);
 		return;
 	case H2_ERR_LOST:
+		/* a dropped connection takes all its streams at once, a burst the
+		 * budget (sized for a share of failing requests) would mostly
+		 * refuse: each push's first loss is retried outside it, a second
+		 * one (connections that keep dropping) draws on it */
+		if (!a->lost_before) {
+			a->lost_before = true;
+			retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,
+					"connection_lost", resp->error);
+			return;
+		}
 		retry_budgeted(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,
 			       "connection_lost", resp->error);
 		return;
