@@ -213,11 +213,33 @@ static const struct {
 	{"Shutdown", PGW_PUSH_FAILED, NULL, APNS_RETRY_RECYCLE, false},
 };
 
+/* What a token error says about the device. Apple's 410 (Unregistered,
+ * ExpiredToken) is the only answer that proves a token dead by itself.
+ * DeviceTokenNotForTopic says the token belongs to another app than the
+ * topic we sent: a wrong bundle id in our config would say it for every
+ * device of the app, so it never removes one. BadDeviceToken is decided by
+ * the caller (it may only mean the other APNs environment). */
+static void token_meaning(int http_status, apns_verdict *out)
+{
+	if (out->status == PGW_PUSH_INVALID_TOKEN &&
+	    (http_status == 410 || strcmp(out->reason, "Unregistered") == 0 ||
+	     strcmp(out->reason, "ExpiredToken") == 0)) {
+		out->dead = true;
+	} else if (strcmp(out->reason, "DeviceTokenNotForTopic") == 0) {
+		out->mistake = true;
+		out->hint = "the token belongs to another app than this app's bundle id (apns-topic): "
+			    "check the app's apns.bundle_id and which app the device registered from";
+	}
+}
+
 void apns_classify(int http_status, const char *reason, apns_verdict *out)
 {
 	size_t i;
 
 	out->loud = false;
+	out->dead = false;
+	out->mistake = false;
+	out->hint = NULL;
 	if (http_status == 200) {
 		out->status = PGW_PUSH_SENT;
 		out->reason = NULL;
@@ -231,6 +253,7 @@ void apns_classify(int http_status, const char *reason, apns_verdict *out)
 		out->reason = reason_table[i].ours ? reason_table[i].ours : reason_table[i].reason;
 		out->action = reason_table[i].action;
 		out->loud = reason_table[i].loud;
+		token_meaning(http_status, out);
 		return;
 	}
 	/* An unknown reason: judge by the status alone. */
@@ -240,6 +263,7 @@ void apns_classify(int http_status, const char *reason, apns_verdict *out)
 	case 410:
 		out->status = PGW_PUSH_INVALID_TOKEN;
 		out->reason = "Unregistered";
+		out->dead = true;
 		break;
 	case 403:
 		out->reason = "auth_error";

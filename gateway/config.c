@@ -621,6 +621,12 @@ static void parse_apns_common(loader *ld, const json_t *o, const char *path,
 			problem(ld, field, "expected an https:// URL");
 		ac->url = ld_strdup(ld, url);
 	}
+	path_of(field, path, "sandbox_url");
+	if (get_string(ld, o, path, "sandbox_url", &url) && url) {
+		if (!is_url(url, false))
+			problem(ld, field, "expected an https:// URL");
+		ac->sandbox_url = ld_strdup(ld, url);
+	}
 }
 
 static void parse_apns(loader *ld, const json_t *o, const char *path,
@@ -629,12 +635,12 @@ static void parse_apns(loader *ld, const json_t *o, const char *path,
 	static const char *const fields[] = { "team_id",   "key_id",
 					      "key_file",  "cert_file",
 					      "cert_key_file", "bundle_id",
-					      "environment", "url", NULL };
+					      "environment", "url", "sandbox_url", NULL };
 	bool token, cert;
 
 	ac->enabled = true;
 	check_known_fields(ld, o, path, fields,
-			   "team_id, key_id, key_file, cert_file, cert_key_file, bundle_id, environment, url");
+			   "team_id, key_id, key_file, cert_file, cert_key_file, bundle_id, environment, url, sandbox_url");
 	parse_apns_common(ld, o, path, ac);
 	token = json_object_get(o, "key_id") || json_object_get(o, "key_file");
 	cert = json_object_get(o, "cert_file") || json_object_get(o, "cert_key_file");
@@ -1398,6 +1404,7 @@ static void app_free(pgw_app_conf *app)
 	free(app->apns.cert_key_file);
 	free(app->apns.bundle_id);
 	free(app->apns.url);
+	free(app->apns.sandbox_url);
 	free(app->fcm.service_account_file);
 	free(app->fcm.url);
 	free(app->fcm.sender_id);

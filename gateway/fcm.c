@@ -356,15 +356,14 @@ void fcm_auth_invalidate(fcm_auth *auth, uint64_t gen)
 typedef struct fcm_error_doc {
 	const char *status;     /* google.rpc status, e.g. "INVALID_ARGUMENT" */
 	const char *error_code; /* FcmError errorCode, or NULL */
-	bool bad_request;       /* a BadRequest detail names something… */
-	bool bad_request_token_only; /* …and only message.token */
-	bool message_names_token;    /* "The registration token is not a valid …" */
+	bool bad_request;       /* a BadRequest detail: our message is at fault */
+	bool message_names_token; /* "The registration token is not a valid …" */
 } fcm_error_doc;
 
 static void read_error_doc(json_t *root, fcm_error_doc *d)
 {
 	json_t *err = json_object_get(root, "error"), *det;
-	size_t i, j;
+	size_t i;
 
 	memset(d, 0, sizeof *d);
 	d->status = json_string_value(json_object_get(err, "status"));
@@ -372,19 +371,12 @@ static void read_error_doc(json_t *root, fcm_error_doc *d)
 				 strcasestr(json_string_value(json_object_get(err, "message")), "token") != NULL;
 	json_array_foreach(json_object_get(err, "details"), i, det) {
 		const char *type = json_string_value(json_object_get(det, "@type"));
-		json_t *fv;
 		if (!type)
 			continue;
 		if (strstr(type, "FcmError")) {
 			d->error_code = json_string_value(json_object_get(det, "errorCode"));
 		} else if (strstr(type, "BadRequest")) {
 			d->bad_request = true;
-			d->bad_request_token_only = true;
-			json_array_foreach(json_object_get(det, "fieldViolations"), j, fv) {
-				const char *field = json_string_value(json_object_get(fv, "field"));
-				if (!field || strcmp(field, "message.token") != 0)
-					d->bad_request_token_only = false;
-			}
 		}
 	}
 }
@@ -397,6 +389,9 @@ static void verdict(fcm_verdict *v, pgw_push_status status, const char *reason, 
 	snprintf(v->detail, sizeof v->detail, "%s", detail ? detail : "");
 	v->action = action;
 	v->loud = loud;
+	v->dead = false;
+	v->mistake = false;
+	v->hint = NULL;
 }
 
 void fcm_classify(int http_status, const char *body, size_t len, fcm_verdict *v)
@@ -414,15 +409,27 @@ void fcm_classify(int http_status, const char *body, size_t len, fcm_verdict *v)
 	code = d.error_code ? d.error_code : d.status;
 	if (!code)
 		code = "";
-	if (strcmp(code, "UNREGISTERED") == 0 || strcmp(code, "SENDER_ID_MISMATCH") == 0) {
+	if (strcmp(code, "UNREGISTERED") == 0) {
 		verdict(v, PGW_PUSH_INVALID_TOKEN, code, NULL, FCM_DONE, false);
+		v->dead = true;
+	} else if (strcmp(code, "SENDER_ID_MISMATCH") == 0) {
+		/* the token was made for another Firebase project than the one our
+		 * service account sends to: a wrong service-account file says this
+		 * for every device of the app, so it never removes one */
+		verdict(v, PGW_PUSH_FAILED, code, NULL, FCM_DONE, false);
+		v->mistake = true;
+		v->hint = "the token belongs to another Firebase project (sender id) than the app's "
+			  "service account sends to: check the app's fcm.service_account_file";
 	} else if (strcmp(code, "INVALID_ARGUMENT") == 0) {
-		/* a dead token only when FCM blames the token, not our message
-		 * (an oversized message comes back in the same shape) */
-		if (d.bad_request ? d.bad_request_token_only : d.message_names_token)
+		/* a dead token only when an FcmError blames the token; a BadRequest
+		 * detail (or none) means our message is at fault, and an oversized
+		 * message comes back as a bare FcmError too, so its text decides */
+		if (d.error_code && !d.bad_request && d.message_names_token) {
 			verdict(v, PGW_PUSH_INVALID_TOKEN, "INVALID_ARGUMENT", NULL, FCM_DONE, false);
-		else
+			v->dead = true;
+		} else {
 			verdict(v, PGW_PUSH_FAILED, "config_error", code, FCM_DONE, true);
+		}
 	} else if (strcmp(code, "QUOTA_EXCEEDED") == 0 || strcmp(code, "RESOURCE_EXHAUSTED") == 0 ||
 		   http_status == 429) {
 		verdict(v, PGW_PUSH_FAILED, "QUOTA_EXCEEDED", NULL, FCM_RETRY_AFTER, false);

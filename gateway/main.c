@@ -113,6 +113,8 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_ring_repeats_total", "counter", "Repeated call alerts sent to alert-only devices.");
 	metrics_describe("pushgw_http_slow_connections_closed_total", "counter", "Connections closed because a request was not in within 10 s of its first line, or its first line within 35 s.");
 	metrics_describe("pushgw_callbacks_pending", "gauge", "Async wakes whose result callback is not yet delivered or given up (the callback queue).");
+	metrics_describe("pushgw_upstream_retries_total", "counter", "Upstream retries of a push after a 5xx, 429, lost connection or timeout: result=\"retried\", or \"budget_exhausted\" when the origin's retry budget (about a fifth of its recent requests) was spent and the push kept its last answer.");
+	metrics_describe("pushgw_upstream_config_mistakes_total", "counter", "Tokens refused because of a configuration mistake, not a dead token (FCM SENDER_ID_MISMATCH, APNs DeviceTokenNotForTopic, BadDeviceToken for a stated environment): the device is kept; check the app's settings.");
 }
 
 static void log_startup(const pgw_config *cfg, int port)

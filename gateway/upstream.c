@@ -1,6 +1,8 @@
 /* Routes pushes to APNs and FCM over the HTTP/2 pool and applies SPEC §5's
- * retry rules inside each push's deadline. Built before the loop starts (opening
- * the pre-warmed connections); afterwards used on the loop thread only. */
+ * retry rules inside each push's deadline, within a retry budget per origin;
+ * a project-wide FCM quota answer pauses that project. Built before the loop
+ * starts (opening the pre-warmed connections); afterwards used on the loop
+ * thread only. */
 #include "pushgw/upstream.h"
 
 #include <jansson.h>
@@ -12,6 +14,7 @@
 #include "pushgw/fcm.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
+#include "pushgw/retrybudget.h"
 #include "pushgw/util.h"
 
 #define APNS_PRODUCTION_URL "https://api.push.apple.com"
@@ -23,6 +26,10 @@
 #define JWT_CHECK_PERIOD_MS 60000
 #define STATS_PERIOD_MS 1000
 #define MAX_SHARED_ORIGINS 32
+/* Longest Retry-After honoured from an FCM quota answer. */
+#define FCM_PAUSE_MAX_S 3600
+/* Pushes held by a quota pause leave spread over this much after it ends. */
+#define FCM_PAUSE_SPREAD_MS 200
 
 /* One APNs credential (a team's provider key, or a client certificate) and
  * its connections: Apple ties a connection to one credential. */
@@ -33,6 +40,7 @@ typedef struct apns_endpoint {
 	struct {
 		char *url;
 		h2_origin *origin;
+		retry_budget budget;
 	} origins[MAX_ORIGINS_PER_CRED];
 	int n_origins;
 } apns_endpoint;
@@ -42,7 +50,11 @@ typedef struct fcm_endpoint {
 	const pgw_fcm_conf *conf;
 	fcm_auth *auth;
 	h2_origin *origin;
+	retry_budget *budget; /* the origin's, in upstream's shared[] */
 	char *path; /* /v1/projects/<project>/messages:send */
+	/* FCM's quota is per project: after a 429 with Retry-After no push
+	 * goes to the project before this (pgw_now_ms() clock), 0 = none */
+	int64_t paused_until_ms;
 } fcm_endpoint;
 
 struct upstream {
@@ -59,6 +71,7 @@ struct upstream {
 	struct {
 		char *url;
 		h2_origin *origin;
+		retry_budget budget;
 	} shared[MAX_SHARED_ORIGINS];
 	size_t n_shared;
 	evloop_timer *jwt_timer;
@@ -74,10 +87,12 @@ typedef struct attempt {
 	apns_endpoint *ep;  /* APNs pushes */
 	fcm_endpoint *fep;  /* FCM pushes */
 	h2_origin *origin;
+	retry_budget *budget; /* origin's */
 	pgw_apns_env env;
 	uint64_t jwt_gen;   /* APNs JWT or FCM OAuth token generation used */
 	evloop_timer *timer; /* first send, retry backoff, or the deadline of a token wait */
 	bool waiting_token;  /* registered with fcm_auth_wait() */
+	bool lost_before;    /* a connection was lost under this push once already */
 	struct attempt *prev, *next; /* upstream's live attempts */
 } attempt;
 
@@ -96,6 +111,8 @@ const char *pgw_push_status_str(pgw_push_status s)
 
 static const char *env_url(const pgw_apns_conf *conf, pgw_apns_env env)
 {
+	if (env == PGW_ENV_SANDBOX && conf->sandbox_url)
+		return conf->sandbox_url;
 	if (conf->url)
 		return conf->url;
 	return env == PGW_ENV_SANDBOX ? APNS_SANDBOX_URL : APNS_PRODUCTION_URL;
@@ -110,7 +127,8 @@ static char *origin_of(const char *url)
 	return end ? strndup(url, (size_t)(end - url)) : strdup(url);
 }
 
-static h2_origin *shared_origin(upstream *up, const char *url, int connections)
+static h2_origin *shared_origin(upstream *up, const char *url, int connections,
+				retry_budget **budget)
 {
 	h2_origin_opts o = {0};
 	char *key = origin_of(url);
@@ -122,6 +140,8 @@ static h2_origin *shared_origin(upstream *up, const char *url, int connections)
 	for (i = 0; i < up->n_shared; i++) {
 		if (strcmp(up->shared[i].url, key) == 0) {
 			free(key);
+			if (budget)
+				*budget = &up->shared[i].budget;
 			return up->shared[i].origin;
 		}
 	}
@@ -133,19 +153,27 @@ static h2_origin *shared_origin(upstream *up, const char *url, int connections)
 		return NULL;
 	}
 	up->shared[up->n_shared].url = key;
+	retry_budget_init(&up->shared[up->n_shared].budget, pgw_now_ms());
+	if (budget)
+		*budget = &up->shared[up->n_shared].budget;
 	up->shared[up->n_shared++].origin = origin;
 	return origin;
 }
 
-static h2_origin *endpoint_origin(upstream *up, apns_endpoint *ep, const char *url)
+static h2_origin *endpoint_origin(upstream *up, apns_endpoint *ep, const char *url,
+				  retry_budget **budget)
 {
 	const pgw_config *cfg = up->cfg;
 	h2_origin_opts o = {0};
 	int i;
 
-	for (i = 0; i < ep->n_origins; i++)
-		if (strcmp(ep->origins[i].url, url) == 0)
+	for (i = 0; i < ep->n_origins; i++) {
+		if (strcmp(ep->origins[i].url, url) == 0) {
+			if (budget)
+				*budget = &ep->origins[i].budget;
 			return ep->origins[i].origin;
+		}
+	}
 	if (ep->n_origins == MAX_ORIGINS_PER_CRED)
 		return NULL;
 	o.url = url;
@@ -158,6 +186,9 @@ static h2_origin *endpoint_origin(upstream *up, apns_endpoint *ep, const char *u
 	ep->origins[ep->n_origins].url = strdup(url);
 	if (!ep->origins[ep->n_origins].url)
 		return NULL;
+	retry_budget_init(&ep->origins[ep->n_origins].budget, pgw_now_ms());
+	if (budget)
+		*budget = &ep->origins[ep->n_origins].budget;
 	return ep->origins[ep->n_origins++].origin;
 }
 
@@ -219,6 +250,7 @@ static apns_endpoint *endpoint_for(upstream *up, const upstream *prev, const pgw
 		for (j = 0; j < old->n_origins; j++) {
 			ep->origins[j].url = strdup(old->origins[j].url);
 			ep->origins[j].origin = old->origins[j].origin;
+			ep->origins[j].budget = old->origins[j].budget;
 			if (ep->origins[j].url)
 				ep->n_origins = j + 1;
 		}
@@ -231,6 +263,13 @@ static apns_endpoint *endpoint_for(upstream *up, const upstream *prev, const pgw
 	return ep;
 }
 
+/* Two FCM sections that send as the same account to the same project. */
+static bool fcm_same_sender(const pgw_fcm_conf *a, const pgw_fcm_conf *b)
+{
+	return strcmp(a->client_email, b->client_email) == 0 &&
+	       strcmp(a->project_id, b->project_id) == 0 && strcmp(a->url, b->url) == 0;
+}
+
 static fcm_endpoint *fcm_endpoint_for(upstream *up, const pgw_app_conf *app, char *err, size_t n)
 {
 	const pgw_fcm_conf *conf = &app->fcm;
@@ -239,15 +278,13 @@ static fcm_endpoint *fcm_endpoint_for(upstream *up, const pgw_app_conf *app, cha
 	size_t i;
 
 	for (i = 0; i < up->n_feps; i++)
-		if (strcmp(up->feps[i].conf->client_email, conf->client_email) == 0 &&
-		    strcmp(up->feps[i].conf->project_id, conf->project_id) == 0 &&
-		    strcmp(up->feps[i].conf->url, conf->url) == 0)
+		if (fcm_same_sender(up->feps[i].conf, conf))
 			return &up->feps[i];
 	ep = &up->feps[up->n_feps];
 	memset(ep, 0, sizeof *ep);
 	ep->conf = conf;
-	ep->origin = shared_origin(up, conf->url, up->cfg->upstream_connections);
-	token_origin = shared_origin(up, conf->token_uri, 1);
+	ep->origin = shared_origin(up, conf->url, up->cfg->upstream_connections, &ep->budget);
+	token_origin = shared_origin(up, conf->token_uri, 1, NULL);
 	if (!ep->origin || !token_origin) {
 		snprintf(err, n, "apps.%s.fcm: cannot set up connections to %s", app->name,
 			 ep->origin ? conf->token_uri : conf->url);
@@ -350,6 +387,7 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, h2pool *pool, const up
 		if (!up->shared[i].url)
 			goto nomem;
 		up->shared[i].origin = prev->shared[i].origin;
+		up->shared[i].budget = prev->shared[i].budget;
 		up->n_shared = i + 1;
 	}
 	for (i = 0; i < cfg->n_apps; i++) {
@@ -370,11 +408,19 @@ pgw_err upstream_new(const pgw_config *cfg, evloop *loop, h2pool *pool, const up
 		up->app_ep[i] = ep;
 		/* pre-warm the app's own environment; the other opens on first use */
 		url = env_url(conf, conf->environment);
-		if (!endpoint_origin(up, ep, url)) {
+		if (!endpoint_origin(up, ep, url, NULL)) {
 			snprintf(err, n, "apps.%s.apns: cannot set up connections to %s",
 				 cfg->apps[i].name, url);
 			goto fail;
 		}
+	}
+	/* a reload does not lift a quota pause Google asked for */
+	for (i = 0; prev && i < up->n_feps; i++) {
+		size_t j;
+
+		for (j = 0; j < prev->n_feps; j++)
+			if (fcm_same_sender(up->feps[i].conf, prev->feps[j].conf))
+				up->feps[i].paused_until_ms = prev->feps[j].paused_until_ms;
 	}
 	up->jwt_timer = evloop_timer_add(loop, JWT_CHECK_PERIOD_MS, jwt_timer_fire, up);
 	up->stats_timer = evloop_timer_add(loop, 0, stats_timer_fire, up);
@@ -503,6 +549,60 @@ static void retry_or_finish(attempt *a, int64_t delay_ms, pgw_push_status status
 		attempt_finish(a, status, reason, detail);
 }
 
+static const char *provider_name(const attempt *a)
+{
+	return a->push->target->provider == PGW_PROVIDER_APNS ? "apns" : "fcm";
+}
+
+static void count_retry(const attempt *a, const char *result)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof labels, "provider=\"%s\",result=\"%s\"", provider_name(a), result);
+	metrics_count("pushgw_upstream_retries_total", labels, 1);
+}
+
+/* A retry of an answer that may mean the service is struggling (5xx, 429,
+ * a lost connection, a timeout): as retry_or_finish(), and only while the
+ * origin's retry budget allows, so an outage is not met with several times
+ * the normal load; past it the last answer is final. */
+static void retry_budgeted(attempt *a, int64_t delay_ms, pgw_push_status status,
+			   const char *reason, const char *detail)
+{
+	pgw_push *push = a->push;
+
+	if (a->up->stopping || push->result.attempts >= MAX_ATTEMPTS ||
+	    pgw_now_ms() + delay_ms >= push->deadline_ms) {
+		attempt_finish(a, status, reason, detail);
+		return;
+	}
+	if (a->budget && !retry_budget_withdraw(a->budget, pgw_now_ms())) {
+		count_retry(a, "budget_exhausted");
+		attempt_finish(a, status, reason, detail);
+		return;
+	}
+	count_retry(a, "retried");
+	retry_or_finish(a, delay_ms, status, reason, detail);
+}
+
+/* A configuration mistake (ours, or the app's, not the token's): the
+ * device stays registered; the result says what to check, and the operator
+ * sees a warning and a counter, without the token. */
+static void note_config_mistake(attempt *a, const char *reason, const char *hint)
+{
+	const pgw_target *t = a->push->target;
+	const char *token = a->push->alert ? t->remote_token : t->token;
+	char labels[160], red[32];
+
+	snprintf(a->push->result.hint, sizeof a->push->result.hint, "%s", hint ? hint : "");
+	snprintf(labels, sizeof labels, "provider=\"%s\",app=\"%s\",reason=\"%s\"", provider_name(a),
+		 t->app->name, reason);
+	metrics_count("pushgw_upstream_config_mistakes_total", labels, 1);
+	pgw_log(PGW_LOG_WARN, "upstream: the token was refused for a configuration reason; the device is kept",
+		"provider", provider_name(a), "app", t->app->name, "reason", reason, "token",
+		token ? pgw_redact(token, red, sizeof red) : "-", "hint", hint ? hint : "-", NULL);
+}
+
 static const char *header_value(const h2_response *resp, const char *name)
 {
 	size_t i;
@@ -538,6 +638,38 @@ static void log_loud(attempt *a, const char *provider, const char *reason, int s
 		reason, NULL);
 }
 
+/* BadDeviceToken also means "a token of the other APNs environment" (a
+ * development build's token sent to the production host, or the reverse).
+ * For a device whose environment was not stated the other host is tried
+ * once, and the token counts as dead only when both refuse it. A device
+ * whose environment was stated keeps its registration: the statement, not
+ * the token, is what is wrong. */
+static void on_apns_bad_device_token(attempt *a, const apns_verdict *v, const char *detail)
+{
+	pgw_push *push = a->push;
+	const pgw_apns_conf *conf = &push->target->app->apns;
+	pgw_apns_env other = a->env == PGW_ENV_SANDBOX ? PGW_ENV_PRODUCTION : PGW_ENV_SANDBOX;
+	bool two_hosts = strcmp(env_url(conf, a->env), env_url(conf, other)) != 0;
+
+	if (push->target->environment != PGW_ENV_UNSET) {
+		note_config_mistake(a, v->reason,
+				    "token is from the other APNs environment: check the device's environment "
+				    "(pn-provider apns or apns.dev, \"environment\", a .dev/.prod app-id)");
+	} else if (push->other_env_tried) {
+		push->result.token_dead = true; /* refused by both hosts */
+	} else if (two_hosts) {
+		push->other_env_tried = true;
+		a->env = other;
+		retry_or_finish(a, 0, v->status, v->reason, detail);
+		return;
+	} else {
+		note_config_mistake(a, v->reason,
+				    "APNs refused the token and the other APNs environment could not be tried "
+				    "(apns.url serves both; set apns.sandbox_url): check the device's environment");
+	}
+	attempt_finish(a, v->status, v->reason, detail);
+}
+
 static void on_apns_answer(attempt *a, const h2_response *resp)
 {
 	pgw_push *push = a->push;
@@ -562,14 +694,17 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 	detail = (v.reason && strcmp(v.reason, reason) != 0) ? reason : NULL;
 	switch (v.action) {
 	case APNS_DONE:
+		push->result.token_dead = v.dead;
+		if (v.mistake)
+			note_config_mistake(a, v.reason, v.hint);
 		attempt_finish(a, v.status, v.reason, detail);
 		return;
 	case APNS_RETRY:
-		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
+		retry_budgeted(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_RECYCLE:
 		h2pool_conn_recycle(a->origin, resp->conn_id);
-		retry_or_finish(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
+		retry_budgeted(a, backoff_ms(push->result.attempts), v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_AFTER_1S:
 		if (push->had_429) {
@@ -577,7 +712,7 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 			return;
 		}
 		push->had_429 = true;
-		retry_or_finish(a, 1000 + backoff_ms(1) / 4, v.status, v.reason, detail);
+		retry_budgeted(a, 1000 + backoff_ms(1) / 4, v.status, v.reason, detail);
 		return;
 	case APNS_RETRY_NEW_JWT:
 		if (push->jwt_renewed || !a->ep->cred) {
@@ -592,19 +727,9 @@ static void on_apns_answer(attempt *a, const h2_response *resp)
 		}
 		retry_or_finish(a, 0, v.status, v.reason, detail);
 		return;
-	case APNS_TRY_OTHER_ENV: {
-		const pgw_apns_conf *conf = &push->target->app->apns;
-		pgw_apns_env other = a->env == PGW_ENV_SANDBOX ? PGW_ENV_PRODUCTION : PGW_ENV_SANDBOX;
-		if (push->target->environment == PGW_ENV_UNSET && !push->other_env_tried &&
-		    strcmp(env_url(conf, a->env), env_url(conf, other)) != 0) {
-			push->other_env_tried = true;
-			a->env = other;
-			retry_or_finish(a, 0, v.status, v.reason, detail);
-			return;
-		}
-		attempt_finish(a, v.status, v.reason, detail);
+	case APNS_TRY_OTHER_ENV:
+		on_apns_bad_device_token(a, &v, detail);
 		return;
-	}
 	}
 }
 
@@ -619,7 +744,7 @@ static void send_apns(attempt *a)
 	h2_request req = {0};
 	const char *token = push->alert ? t->remote_token : t->token;
 
-	a->origin = endpoint_origin(a->up, a->ep, env_url(conf, a->env));
+	a->origin = endpoint_origin(a->up, a->ep, env_url(conf, a->env), &a->budget);
 	if (!a->origin) {
 		attempt_finish(a, PGW_PUSH_FAILED, "config_error", "no upstream origin");
 		return;
@@ -658,6 +783,53 @@ static void take_fcm_name(pgw_push *push, const h2_response *resp)
 	json_decref(root);
 }
 
+/* Google's quota is per project: once FCM says QUOTA_EXCEEDED with a
+ * Retry-After, every push to the project would be refused the same way
+ * until then, and each refused request only prolongs the overload. */
+static void fcm_pause(fcm_endpoint *fep, int64_t secs)
+{
+	int64_t now = pgw_now_ms(), until = now + secs * 1000;
+	char s[24];
+
+	if (until <= fep->paused_until_ms)
+		return;
+	if (fep->paused_until_ms <= now) {
+		snprintf(s, sizeof s, "%lld", (long long)secs);
+		pgw_log(PGW_LOG_WARN, "fcm: project over its quota (QUOTA_EXCEEDED): sends to it paused for its Retry-After",
+			"project", fep->conf->project_id, "retry_after_s", s, NULL);
+	}
+	fep->paused_until_ms = until;
+}
+
+/* Before an FCM send: false when the project is paused, and the push then
+ * either waits for the pause to end (a timer sends it then) or, when the
+ * pause outlasts its deadline, is finished. */
+static bool fcm_not_paused(attempt *a)
+{
+	pgw_push *push = a->push;
+	int64_t now = pgw_now_ms(), until = a->fep->paused_until_ms;
+	unsigned short r = 0;
+	char hint[sizeof push->result.hint];
+
+	if (until <= now)
+		return true;
+	pgw_random_bytes(&r, sizeof r);
+	until += r % FCM_PAUSE_SPREAD_MS; /* not all at once when it ends */
+	if (until >= push->deadline_ms || a->up->stopping) {
+		snprintf(hint, sizeof hint,
+			 "FCM answered QUOTA_EXCEEDED for project %s: sends to it are paused for %lld ms more "
+			 "(its Retry-After), past this push's deadline",
+			 a->fep->conf->project_id, (long long)(until - now));
+		snprintf(push->result.hint, sizeof push->result.hint, "%s", hint);
+		attempt_finish(a, PGW_PUSH_FAILED, "QUOTA_EXCEEDED", "project paused (Retry-After)");
+		return false;
+	}
+	a->timer = evloop_timer_add(a->up->loop, until - now, retry_fire, a);
+	if (!a->timer)
+		attempt_finish(a, PGW_PUSH_FAILED, "QUOTA_EXCEEDED", "project paused (Retry-After)");
+	return false;
+}
+
 static void on_fcm_answer(attempt *a, const h2_response *resp)
 {
 	pgw_push *push = a->push;
@@ -675,6 +847,13 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 	}
 	switch (v.action) {
 	case FCM_DONE:
+		push->result.token_dead = v.dead;
+		if (v.mistake) {
+			char hint[sizeof push->result.hint];
+
+			snprintf(hint, sizeof hint, "%s (project %s)", v.hint, a->fep->conf->project_id);
+			note_config_mistake(a, v.reason, hint);
+		}
 		attempt_finish(a, v.status, v.reason, v.detail);
 		return;
 	case FCM_RETRY: {
@@ -685,18 +864,20 @@ static void on_fcm_answer(attempt *a, const h2_response *resp)
 		if (ra && pgw_retry_after_s(ra, pgw_wall_ms() / 1000, &secs) == PGW_OK &&
 		    secs * 1000 > wait)
 			wait = secs * 1000;
-		retry_or_finish(a, wait, v.status, v.reason, v.detail);
+		retry_budgeted(a, wait, v.status, v.reason, v.detail);
 		return;
 	}
 	case FCM_RETRY_AFTER:
-		/* project-wide quota: only worth it when the wait fits the deadline */
+		/* project-wide quota: the whole project waits, and this push
+		 * retries only when the wait fits its deadline */
 		ra = header_value(resp, "retry-after");
 		if (!ra || pgw_retry_after_s(ra, pgw_wall_ms() / 1000, &secs) != PGW_OK ||
-		    secs > 3600) {
+		    secs > FCM_PAUSE_MAX_S) {
 			attempt_finish(a, v.status, v.reason, v.detail);
 			return;
 		}
-		retry_or_finish(a, secs * 1000 + 50, v.status, v.reason, v.detail);
+		fcm_pause(a->fep, secs);
+		retry_budgeted(a, secs * 1000 + 50, v.status, v.reason, v.detail);
 		return;
 	case FCM_RETRY_NEW_TOKEN:
 		if (push->jwt_renewed) {
@@ -716,6 +897,7 @@ static void send_fcm_with(attempt *a, const char *authorization)
 	h2_request req = {0};
 
 	a->origin = a->fep->origin;
+	a->budget = a->fep->budget;
 	a->jwt_gen = fcm_auth_generation(a->fep->auth);
 	req.path = a->fep->path;
 	req.headers = hdrs;
@@ -743,6 +925,9 @@ static void on_fcm_token(void *arg, const char *header, const char *error)
 		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", error ? error : "no OAuth token");
 		return;
 	}
+	/* a quota answer to another push may have paused the project meanwhile */
+	if (!fcm_not_paused(a))
+		return;
 	send_fcm_with(a, header);
 }
 
@@ -763,6 +948,8 @@ static void send_fcm(attempt *a)
 	const char *header = fcm_auth_header(auth);
 	pgw_err rc;
 
+	if (!fcm_not_paused(a))
+		return;
 	if (header) {
 		send_fcm_with(a, header);
 		return;
@@ -808,10 +995,24 @@ static void on_h2_response(void *arg, const h2_response *resp)
 			"app", push->target->app->name, "reason", resp->error ? resp->error : "-", NULL);
 		attempt_finish(a, PGW_PUSH_FAILED, "auth_error", resp->error);
 		return;
-	case H2_ERR_LOST:
 	case H2_ERR_REFUSED:
+		/* not processed by the server: no load added, outside the budget */
 		retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,
 				"connection_lost", resp->error);
+		return;
+	case H2_ERR_LOST:
+		/* a dropped connection takes all its streams at once, a burst the
+		 * budget (sized for a share of failing requests) would mostly
+		 * refuse: each push's first loss is retried outside it, a second
+		 * one (connections that keep dropping) draws on it */
+		if (!a->lost_before) {
+			a->lost_before = true;
+			retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,
+					"connection_lost", resp->error);
+			return;
+		}
+		retry_budgeted(a, backoff_ms(push->result.attempts), PGW_PUSH_FAILED,
+			       "connection_lost", resp->error);
 		return;
 	case H2_ERR_TIMEOUT:
 		if (pgw_now_ms() >= push->deadline_ms) {
@@ -819,7 +1020,7 @@ static void on_h2_response(void *arg, const h2_response *resp)
 			return;
 		}
 		/* one attempt hit upstream.request_timeout_ms; the wake has time left */
-		retry_or_finish(a, backoff_ms(push->result.attempts), PGW_PUSH_TIMEOUT, NULL, NULL);
+		retry_budgeted(a, backoff_ms(push->result.attempts), PGW_PUSH_TIMEOUT, NULL, NULL);
 		return;
 	case H2_ERR_OVERFLOW:
 		attempt_finish(a, PGW_PUSH_FAILED, "overloaded", resp->error);
@@ -845,6 +1046,8 @@ static void upstream_submit(attempt *a, h2_request *req)
 	req->cb = on_h2_response;
 	req->arg = a;
 	push->result.attempts++;
+	if (push->result.attempts == 1 && a->budget)
+		retry_budget_deposit(a->budget, now);
 	if (h2pool_send(a->origin, req) != PGW_OK)
 		finish_later(a, PGW_PUSH_FAILED, "overloaded", "upstream queue full");
 }

@@ -357,7 +357,10 @@ static pgw_err build_bodies(pgw_wake *w, pgw_http_error *err)
 		p->kind = w->kind;
 		p->owner = w;
 		p->ttl_s = w->ttl_s;
-		p->expiration_s = ctx.sent_at_s + w->ttl_s;
+		/* ttl 0 is "now or never": Apple reads apns-expiration 0 as one
+		 * delivery attempt and no storing, while now+0 is a time that
+		 * has passed by the time it arrives */
+		p->expiration_s = w->ttl_s == 0 ? 0 : ctx.sent_at_s + w->ttl_s;
 		p->deadline_ms = deadline;
 		if (skipped_voip_cancel(t, w->kind)) {
 			p->result.status = PGW_PUSH_SKIPPED;
@@ -565,6 +568,8 @@ static void write_result(jsonw *jw, const pgw_target *t, const pgw_push *p)
 		jsonw_kv_str(jw, "reason", r->reason);
 	if (r->detail[0])
 		jsonw_kv_str(jw, "detail", r->detail);
+	if (r->hint[0])
+		jsonw_kv_str(jw, "hint", r->hint);
 	if (r->status == PGW_PUSH_INVALID_TOKEN)
 		jsonw_kv_bool(jw, "removed", r->removed);
 	if (r->status == PGW_PUSH_INVALID_TOKEN && r->removed)
@@ -643,7 +648,10 @@ static bool needs_update(const pgw_push *p)
 
 	if (!pushed_token(p))
 		return false;
-	return st == PGW_PUSH_INVALID_TOKEN || (st == PGW_PUSH_SENT && p->other_env_tried);
+	/* only a token the service calls dead is dropped: an invalid_token
+	 * that comes from our settings (topic, environment) keeps the device */
+	return (st == PGW_PUSH_INVALID_TOKEN && p->result.token_dead) ||
+	       (st == PGW_PUSH_SENT && p->other_env_tried);
 }
 
 wake_updates *wake_updates_new(const pgw_wake *w)

@@ -63,6 +63,9 @@ typedef struct apns_verdict {
 	const char *reason;     /* what the result reports */
 	bool loud;              /* a configuration problem worth an error log */
 	apns_action action;
+	bool dead;        /* the token is gone for good (410): the device may be removed */
+	bool mistake;     /* our settings, not the token, are wrong: keep the device, warn */
+	const char *hint; /* what to check, or NULL */
 } apns_verdict;
 
 /* Map an HTTP status and Apple's "reason" (may be NULL) to a verdict. Pure. */

@@ -38,6 +38,7 @@ typedef struct pgw_apns_conf {
 	char *bundle_id;
 	pgw_apns_env environment; /* PRODUCTION or SANDBOX, never UNSET */
 	char *url;                /* override for both environments, or NULL */
+	char *sandbox_url;        /* override for the sandbox only (wins over url), or NULL */
 } pgw_apns_conf;
 
 typedef struct pgw_fcm_conf {

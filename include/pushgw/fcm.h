@@ -73,6 +73,9 @@ typedef struct fcm_verdict {
 	char detail[48];   /* FCM's errorCode/status when reason is our class */
 	bool loud;
 	fcm_action action;
+	bool dead;        /* the token is gone for good: the device may be removed */
+	bool mistake;     /* our settings, not the token, are wrong: keep the device, warn */
+	const char *hint; /* what to check, or NULL */
 } fcm_verdict;
 
 /* Map an FCM HTTP v1 answer (status + JSON body) to a verdict. Pure. */

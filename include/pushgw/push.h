@@ -37,6 +37,11 @@ typedef struct pgw_push_result {
 	double latency_ms; /* first send to final answer */
 	int64_t unregistered_ms; /* APNs 410 timestamp, 0 when none */
 	pgw_apns_env environment; /* APNs host that answered (after any other-host retry) */
+	/* The service says this token is gone for good (APNs 410, BadDeviceToken
+	 * from both hosts, FCM UNREGISTERED or a token INVALID_ARGUMENT): the
+	 * only results the registry may drop a device for. */
+	bool token_dead;
+	char hint[200]; /* what the operator should check, or "" */
 	bool removed;             /* the registry dropped the dead token … */
 	bool removed_remote_only; /* … only it: the device keeps its VoIP token */
 } pgw_push_result;
@@ -51,7 +56,7 @@ struct pgw_push {
 	char *body;          /* provider payload (JSON), owned by the push */
 	size_t body_len;
 	int ttl_s;
-	int64_t expiration_s; /* wall clock seconds: now + ttl */
+	int64_t expiration_s; /* wall clock seconds: now + ttl; 0 with ttl 0 (now or never) */
 	int64_t deadline_ms;  /* pgw_now_ms() clock */
 	char apns_id[PGW_UUID_LEN + 1]; /* reused by every retry */
 	const char *collapse_id;        /* or NULL */

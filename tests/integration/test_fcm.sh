@@ -73,7 +73,10 @@ one_fcm() {
 t_fcm_errors_map_to_statuses() {
 	begin "each FCM error class maps to the right status"
 	one_fcm 1 '[{"status":404,"fcm":"UNREGISTERED"}]' invalid_token UNREGISTERED
-	one_fcm 2 '[{"status":403,"fcm":"SENDER_ID_MISMATCH"}]' invalid_token SENDER_ID_MISMATCH
+	# the token was made for another project: our service account is wrong, not the token
+	one_fcm 2 '[{"status":403,"fcm":"SENDER_ID_MISMATCH"}]' failed SENDER_ID_MISMATCH 1
+	check "SENDER_ID_MISMATCH: the hint names the service account and project ($(jqb '.results[0].hint'))" \
+		grep -q "service_account_file.*project $PROJECT" <<<"$(jqb '.results[0].hint')"
 	one_fcm 3 '[{"status":400,"fcm":"INVALID_ARGUMENT"}]' invalid_token INVALID_ARGUMENT
 	one_fcm 4 '[{"status":400,"fcm":"INVALID_ARGUMENT","bad_request":"message.android.ttl"}]' failed config_error 1
 	one_fcm 5 '[{"status":401,"fcm":"THIRD_PARTY_AUTH_ERROR"}]' failed auth_error 1
@@ -86,11 +89,14 @@ t_fcm_errors_map_to_statuses() {
 	local took=$((($(date +%s%N) - start) / 1000000))
 	expect_eq "QUOTA_EXCEEDED then 200: sent" "$(jqb '.results[0].status')" sent
 	check "retried after Retry-After: 1 (took ${took} ms)" test "$took" -ge 1000
+	# a quota answer pauses the whole project for its Retry-After (see
+	# test_upstream_limits): each case below waits for the pause to end
 	t="$FTOK-q2"
-	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"30\"}]}" >/dev/null
-	api F POST /v1/wake "$(fcm_body "$t" q2)"
+	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"2\"}]}" >/dev/null
+	api F POST /v1/wake "$(fcm_body "$t" q2 '.timeout_ms = 1000')"
 	expect_eq "Retry-After beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
 	expect_eq "reason" "$(jqb '.results[0].reason')" QUOTA_EXCEEDED
+	sleep 2.1
 	# Retry-After as an HTTP date (RFC 9110): 3 s ahead is a wait of 2 to 3 s
 	t="$FTOK-qd"
 	local when; when=$(LC_ALL=C date -u -d '+3 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
@@ -101,10 +107,11 @@ t_fcm_errors_map_to_statuses() {
 	expect_eq "Retry-After as a date: sent at the second try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
 	check "waited until that date (took ${took} ms)" test "$took" -ge 1000
 	t="$FTOK-qd2"
-	when=$(LC_ALL=C date -u -d '+60 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
+	when=$(LC_ALL=C date -u -d '+3 seconds' '+%a, %d %b %Y %H:%M:%S GMT')
 	sim_ctl A POST /script "{\"$t\": [{\"status\":429,\"fcm\":\"QUOTA_EXCEEDED\",\"retry_after\":\"$when\"}]}" >/dev/null
-	api F POST /v1/wake "$(fcm_body "$t" qd2)"
+	api F POST /v1/wake "$(fcm_body "$t" qd2 '.timeout_ms = 1000')"
 	expect_eq "Retry-After date beyond the deadline: not retried" "$(jqb '.results[0].attempts')" 1
+	sleep 3.1
 	# a 503 that says when to come back is retried then, not sooner
 	t="$FTOK-u"
 	sim_ctl A POST /script "{\"$t\": [{\"status\":503,\"fcm\":\"UNAVAILABLE\",\"retry_after\":\"1\"},{\"status\":200}]}" >/dev/null
@@ -113,6 +120,13 @@ t_fcm_errors_map_to_statuses() {
 	took=$((($(date +%s%N) - start) / 1000000))
 	expect_eq "UNAVAILABLE with Retry-After: 1, then 200: sent at the second try" "$(jqb '.results[0].status'),$(jqb '.results[0].attempts')" sent,2
 	check "waited the Retry-After (took ${took} ms)" test "$took" -ge 1000
+}
+
+t_ttl_zero_is_now_or_never() {
+	begin "ttl 0 goes to FCM as android.ttl \"0s\""
+	api F POST /v1/wake "$(fcm_body "$FTOK-t0" t0 '.ttl = 0')"
+	expect_eq "sent" "$(jqb '.results[0].status')" sent
+	expect_eq "android.ttl" "$(fcm_reqs "$FTOK-t0" | jq -r '.[-1].body' | jq -r .message.android.ttl)" 0s
 }
 
 t_revoked_token_is_refreshed_once() {
@@ -323,6 +337,7 @@ t_bad_service_accounts_fail_check() {
 t_wake_reaches_fcm_with_the_spec_message
 t_one_token_serves_many_wakes
 t_fcm_errors_map_to_statuses
+t_ttl_zero_is_now_or_never
 t_revoked_token_is_refreshed_once
 t_mixed_wake_fans_out_once_per_device
 t_android_cancel

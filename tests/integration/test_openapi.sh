@@ -408,19 +408,22 @@ t_registry_answers() {
 
 t_wake_and_cancel_answers() {
 	begin "wake and cancel answer as documented, per-device outcomes included"
-	local ok bad cfg; ok=$(tok 7101); bad=$(tok 7102); cfg=$(tok 7103)
+	local ok bad cfg topic; ok=$(tok 7101); bad=$(tok 7102); cfg=$(tok 7103); topic=$(tok 7104)
 	call G PUT /v1/extensions/3101/devices/phone1 "$(jq -cn --arg c "$(contact_of "$ok")" '{contact: $c}')"
 	sim_ctl A POST /script "{\"$bad\": [{\"status\": 410, \"reason\": \"Unregistered\"}],
-		\"$cfg\": [{\"status\": 400, \"reason\": \"BadTopic\"}]}" >/dev/null
-	local body; body=$(jq -cn --arg b "$bad" --arg c "$cfg" '{
+		\"$cfg\": [{\"status\": 400, \"reason\": \"BadTopic\"}],
+		\"$topic\": [{\"status\": 400, \"reason\": \"DeviceTokenNotForTopic\"}]}" >/dev/null
+	local body; body=$(jq -cn --arg b "$bad" --arg c "$cfg" --arg t "$topic" '{
 	  extension: "3101",
 	  devices: [{provider: "apns", token: $b, app: "phone", environment: "production"},
-	            {provider: "apns", token: $c, app: "phone", environment: "production"}],
+	            {provider: "apns", token: $c, app: "phone", environment: "production"},
+	            {provider: "apns", token: $t, app: "phone", environment: "production"}],
 	  call: {id: "oa-1@pbx", from: "+15551234567", from_name: "Alice", to: "3101", video: true, data: {k: "v"}},
 	  ttl: 20, timeout_ms: 3000}')
 	call G POST /v1/wake "$body"
 	expect_eq "wake" "$STATUS" 200
-	expect_eq "per-device statuses" "$(jqb '[.results[].status] | sort | join(",")')" "failed,invalid_token,sent"
+	expect_eq "per-device statuses" "$(jqb '[.results[].status] | sort | join(",")')" "failed,invalid_token,invalid_token,sent"
+	expect_eq "a configuration mistake: kept, with a hint" "$(jqb '[.results[] | select(.hint) | .removed] | join(",")')" false
 	call G POST /v1/cancel "$(jq -cn '{extension: "3101", call: {id: "oa-1@pbx"}, reason: "answered_elsewhere"}')"
 	expect_eq "cancel" "$STATUS" 200
 	expect_eq "cancel to a VoIP-only device: skipped" "$(jqb '[.results[] | .status + "/" + .reason] | join(",")')" skipped/voip_only

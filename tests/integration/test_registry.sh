@@ -6,12 +6,15 @@
 source tests/integration/lib.sh
 
 # App "phone" has FCM too, through the simulator's OAuth and send endpoints.
+# Its APNs production host is simulator A, its sandbox host simulator B.
 PROJECT=pushgw-test
 make_certs
 start_sim A --sa-pub "pushgw-test@$PROJECT.iam.gserviceaccount.com=$WORK/certs/sa_pub.pem" \
 	--fcm-project "$PROJECT"
+start_sim B
 bash tests/sim/make-sa.sh "$WORK/certs" "https://127.0.0.1:$SIM_PORT_A/token" "$PROJECT" >/dev/null
-write_config "$WORK/reg.json" A ".apps.phone.fcm = {service_account_file: \"$WORK/certs/service-account.json\", url: \"https://127.0.0.1:$SIM_PORT_A\"}"
+write_config "$WORK/reg.json" A ".apps.phone.fcm = {service_account_file: \"$WORK/certs/service-account.json\", url: \"https://127.0.0.1:$SIM_PORT_A\"}
+	| .apps.phone.apns.sandbox_url = \"https://127.0.0.1:$SIM_PORT_B\""
 start_gw R "$WORK/reg.json" || exit 1
 
 PN="TEAM123456.com.example.phone"
@@ -231,6 +234,86 @@ t_fcm_dead_token_is_pruned() {
 		<<<"$(curl -s "http://127.0.0.1:$GW_PORT_R/metrics")"
 }
 
+# still_registered EXT ID: GET finds the device.
+still_registered() { get_dev "$1" "$2"; expect_eq "$3: still registered (GET)" "$STATUS" 200; }
+mistakes() { curl -s "http://127.0.0.1:$GW_PORT_R/metrics" | grep "^pushgw_upstream_config_mistakes_total{provider=\"$1\",app=\"phone\",reason=\"$2\"}" | awk '{print $2}'; }
+
+t_config_mistakes_never_remove_a_device() {
+	begin "DeviceTokenNotForTopic, BadDeviceToken for a stated environment, SENDER_ID_MISMATCH: device kept, result says why"
+	local topic env dev f; topic=$(tok 780); env=$(tok 781); dev=$(tok 782); f=$(ftok 783)
+	put_dev 7001 topic "{\"provider\":\"apns\",\"token\":\"$topic\",\"app\":\"phone\"}"
+	put_dev 7001 env "{\"provider\":\"apns\",\"token\":\"$env\",\"app\":\"phone\",\"environment\":\"production\"}"
+	put_dev 7001 dev "{\"contact\":\"<sip:7001@203.0.113.5;pn-provider=apns.dev;pn-param=$PN.voip;pn-prid=$dev>\"}"
+	put_dev 7001 pixel "{\"provider\":\"fcm\",\"token\":\"$f\",\"app\":\"phone\"}"
+	sim_ctl A POST /reset >/dev/null; sim_ctl B POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$topic\":[{\"status\":400,\"reason\":\"DeviceTokenNotForTopic\"}],
+		\"$env\":[{\"status\":400,\"reason\":\"BadDeviceToken\"}],
+		\"$f\":[{\"status\":403,\"fcm\":\"SENDER_ID_MISMATCH\"}]}" >/dev/null
+	sim_ctl B POST /script "{\"$dev\":[{\"status\":400,\"reason\":\"BadDeviceToken\"}]}" >/dev/null
+	local m0; m0=$(mistakes apns BadDeviceToken)
+	api R POST /v1/wake '{"extension":"7001","call":{"id":"mistakes"}}'
+	expect_eq "HTTP 200" "$STATUS" 200
+	local sel
+	sel='.results[] | select(.target == "apns:0000…030c")'
+	expect_eq "DeviceTokenNotForTopic: status, reason, removed" "$(jqb "$sel | [.status, .reason, .removed] | join(\",\")")" invalid_token,DeviceTokenNotForTopic,false
+	check "DeviceTokenNotForTopic: the hint names the bundle id ($(jqb "$sel | .hint"))" grep -q "bundle id" <<<"$(jqb "$sel | .hint")"
+	sel='.results[] | select(.target == "apns:0000…030d")'
+	expect_eq "BadDeviceToken, environment stated: status, reason, removed" "$(jqb "$sel | [.status, .reason, .removed] | join(\",\")")" invalid_token,BadDeviceToken,false
+	check "BadDeviceToken: the hint says other environment ($(jqb "$sel | .hint"))" grep -q "other APNs environment: check the device's environment" <<<"$(jqb "$sel | .hint")"
+	sel='.results[] | select(.target == "apns:0000…030e")'
+	expect_eq "BadDeviceToken from the sandbox (apns.dev): removed" "$(jqb "$sel | [.status, .removed] | join(\",\")")" invalid_token,false
+	sel=".results[] | select(.target == \"$(redacted fcm "$f")\")"
+	expect_eq "SENDER_ID_MISMATCH: failed, FCM's reason" "$(jqb "$sel | [.status, .reason] | join(\",\")")" failed,SENDER_ID_MISMATCH
+	check "SENDER_ID_MISMATCH: the hint names the service account ($(jqb "$sel | .hint"))" grep -q "service_account_file" <<<"$(jqb "$sel | .hint")"
+	expect_eq "a stated environment is not tried on the other host" \
+		"$(sim_ctl B GET /requests | jq --arg t "$env" '[.[] | select(.token == $t)] | length'),$(sim_ctl A GET /requests | jq --arg t "$dev" '[.[] | select(.token == $t)] | length')" 0,0
+	still_registered 7001 topic "DeviceTokenNotForTopic"
+	still_registered 7001 env "BadDeviceToken (production stated)"
+	still_registered 7001 dev "BadDeviceToken (apns.dev)"
+	still_registered 7001 pixel "SENDER_ID_MISMATCH"
+	expect_eq "all four still listed" "$(n_devices 7001)" 4
+	expect_eq "counted: DeviceTokenNotForTopic" "$(mistakes apns DeviceTokenNotForTopic)" 1
+	expect_eq "counted: BadDeviceToken" "$(mistakes apns BadDeviceToken)" $(( ${m0:-0} + 2 ))
+	expect_eq "counted: SENDER_ID_MISMATCH" "$(mistakes fcm SENDER_ID_MISMATCH)" 1
+	expect_eq "a warning per push" "$(grep -c '"level":"warn".*"msg":"upstream: the token was refused for a configuration reason; the device is kept"' "$WORK/gw-R.log")" 4
+	check "warnings name tokens only redacted" grep -q '"token":"0000…030c"' "$WORK/gw-R.log"
+	check "no full token in the log" bash -c "! grep -qF -e '$topic' -e '$env' -e '$dev' -e '$f' '$WORK/gw-R.log'"
+	expect_eq "nothing pruned" "$(grep -c '"registry: removed a dead token".*"token":"0000…030[cde]"' "$WORK/gw-R.log")" 0
+	# the next wake still reaches all four
+	sim_ctl A POST /script "{\"$topic\":[],\"$env\":[],\"$f\":[]}" >/dev/null
+	sim_ctl B POST /script "{\"$dev\":[]}" >/dev/null
+	api R POST /v1/wake '{"extension":"7001","call":{"id":"mistakes-fixed"}}'
+	expect_eq "once fixed, all four are sent" "$(jqb '[.results[].status] | join(",")')" sent,sent,sent,sent
+	api R DELETE /v1/extensions/7001 "" "$KEY_REG"
+}
+
+t_bad_device_token_needs_both_hosts() {
+	begin "BadDeviceToken, no environment stated: the other host is tried; removed only when both refuse"
+	local both other; both=$(tok 790); other=$(tok 791)
+	put_dev 7101 both "{\"provider\":\"apns\",\"token\":\"$both\",\"app\":\"phone\"}"
+	put_dev 7101 other "{\"provider\":\"apns\",\"token\":\"$other\",\"app\":\"phone\"}"
+	sim_ctl A POST /reset >/dev/null; sim_ctl B POST /reset >/dev/null
+	sim_ctl A POST /script "{\"$both\":[{\"status\":400,\"reason\":\"BadDeviceToken\"}],\"$other\":[{\"status\":400,\"reason\":\"BadDeviceToken\"}]}" >/dev/null
+	sim_ctl B POST /script "{\"$both\":[{\"status\":400,\"reason\":\"BadDeviceToken\"}]}" >/dev/null
+	api R POST /v1/wake '{"extension":"7101","call":{"id":"both-hosts"}}'
+	local sel='.results[] | select(.target == "apns:0000…0316")'
+	expect_eq "refused by both: invalid_token, removed" "$(jqb "$sel | [.status, .reason, .removed] | join(\",\")")" invalid_token,BadDeviceToken,true
+	sel='.results[] | select(.target == "apns:0000…0317")'
+	expect_eq "refused by production, accepted by the sandbox: sent" "$(jqb "$sel | .status")" sent
+	expect_eq "each host saw each token once" \
+		"$(for s in A B; do for t in "$both" "$other"; do sim_ctl $s GET /requests | jq --arg t "$t" '[.[] | select(.token == $t)] | length'; done; done | tr '\n' ,)" "1,1,1,1,"
+	get_dev 7101 both
+	expect_eq "refused by both: gone (GET)" "$STATUS" 404
+	get_dev 7101 other
+	expect_eq "the other: still registered" "$STATUS" 200
+	expect_eq "the other: the host that worked is remembered" "$(jqb .environment)" sandbox
+	sim_ctl A POST /reset >/dev/null; sim_ctl B POST /reset >/dev/null
+	api R POST /v1/wake '{"extension":"7101","call":{"id":"both-hosts-2"}}'
+	expect_eq "next wake: one device, sent" "$(jqb '[.results[].status] | join(",")')" sent
+	expect_eq "straight to the sandbox" "$(sim_ctl A GET /requests | jq length),$(sim_ctl B GET /requests | jq length)" 0,1
+	api R DELETE /v1/extensions/7101 "" "$KEY_REG"
+}
+
 t_bad_requests_store_nothing() {
 	begin "bad ids, bodies, scopes and apps get the right error and store nothing"
 	local t; t=$(tok 750)
@@ -309,6 +392,8 @@ t_dead_alert_token_is_dropped_and_reported
 t_fcm_round_trips_for_each_form
 t_fcm_dead_token_is_pruned
 t_reregistered_device_survives_an_old_410
+t_config_mistakes_never_remove_a_device
+t_bad_device_token_needs_both_hosts
 t_bad_requests_store_nothing
 t_registrations_survive_kill_9
 stop_gw R

@@ -47,6 +47,15 @@ t_wake_reaches_apns_with_exact_headers_and_payload() {
 	check "payload sent_at is a recent integer" test "$(jq -r .sent_at <<<"$body")" -ge "$before"
 }
 
+t_ttl_zero_is_now_or_never() {
+	begin "ttl 0 goes to APNs as apns-expiration 0 (deliver now or never), not a time already past"
+	sim_ctl A POST /reset >/dev/null
+	local t; t=$(tok 110)
+	api G POST /v1/wake "$(wake_body "$t" ttl0@pbx '.ttl = 0')"
+	expect_eq "sent" "$(jqb '.results[0].status')" sent
+	expect_eq "apns-expiration" "$(sim_ctl A GET /requests | jq -r '.[0].headers["apns-expiration"]')" 0
+}
+
 t_concurrent_wakes_share_prewarmed_connections() {
 	begin "50 concurrent wakes share the pre-warmed connections and one JWT"
 	api G POST /v1/wake "$(wake_body "$(tok 200)")" # the first push lifts APNs' 1-stream start
@@ -85,6 +94,8 @@ t_apns_errors_map_to_statuses() {
 	one_error 301 '[{"status":400,"reason":"BadDeviceToken"}]' invalid_token BadDeviceToken
 	one_error 302 '[{"status":410,"reason":"Unregistered","timestamp":1700000000000}]' invalid_token Unregistered
 	one_error 303 '[{"status":400,"reason":"DeviceTokenNotForTopic"}]' invalid_token DeviceTokenNotForTopic
+	expect_eq "DeviceTokenNotForTopic: a topic mismatch removes nothing" "$(jqb '.results[0].removed')" false
+	check "DeviceTokenNotForTopic: with a hint" grep -q "bundle id" <<<"$(jqb '.results[0].hint')"
 	one_error 304 '[{"status":403,"reason":"InvalidProviderToken"}]' failed auth_error 1
 	expect_eq "auth_error detail" "$(jqb '.results[0].detail')" InvalidProviderToken
 	one_error 305 '[{"status":400,"reason":"TopicDisallowed"}]' failed config_error 1
@@ -528,6 +539,7 @@ t_sigterm_exits_zero() {
 }
 
 t_wake_reaches_apns_with_exact_headers_and_payload
+t_ttl_zero_is_now_or_never
 t_concurrent_wakes_share_prewarmed_connections
 t_apns_errors_map_to_statuses
 t_one_push_per_token_across_explicit_and_registered

@@ -206,6 +206,10 @@ const struct sim_step *sim_script_next(struct sim_script *script, const char *to
 	struct sim_script_entry *e = sim_map_get(script->tokens, token);
 	const struct sim_step *step;
 
+	/* "*" answers for every token without a script of its own (an outage
+	 * of the whole service); its steps are shared by all such tokens */
+	if (!e || !e->nsteps)
+		e = sim_map_get(script->tokens, SIM_SCRIPT_ANY_TOKEN);
 	if (!e || !e->nsteps)
 		return NULL;
 	step = &e->steps[e->next];

@@ -12,6 +12,9 @@
 
 struct sim_script;
 
+/* The script of this "token" answers every token that has none. */
+#define SIM_SCRIPT_ANY_TOKEN "*"
+
 struct sim_step {
 	int status;        /* 0: not given (the service's normal answer status) */
 	char reason[64];   /* empty: none */
@@ -37,7 +40,8 @@ void sim_script_free(struct sim_script *script);
  * nothing: on error returns -1 with a message naming the token and field. */
 int sim_script_merge(struct sim_script *script, const json_t *doc, char *err, size_t errlen);
 
-/* Consumes and returns the token's next step, or NULL when it has no script.
+/* Consumes and returns the token's next step (else the next step of the "*"
+ * script), or NULL when neither has one.
  * The step belongs to the script and is valid until the next script call. */
 const struct sim_step *sim_script_next(struct sim_script *script, const char *token);
 

@@ -56,6 +56,39 @@ static void test_classify(void)
 	expect_verdict(429, NULL, PGW_PUSH_FAILED, "TooManyRequests", APNS_RETRY_AFTER_1S);
 }
 
+/* dead: the device may be removed; mistake: kept, with a hint. */
+static void expect_token_meaning(int status, const char *reason, bool dead, bool mistake)
+{
+	apns_verdict v;
+
+	apns_classify(status, reason, &v);
+	CHECK(v.dead == dead);
+	CHECK(v.mistake == mistake);
+	CHECK((v.hint != NULL) == mistake);
+}
+
+static void test_what_removes_a_device(void)
+{
+	TEST("only a 410 proves a token dead; a topic mismatch is our mistake and keeps the device");
+	expect_token_meaning(410, "Unregistered", true, false);
+	expect_token_meaning(410, "ExpiredToken", true, false);
+	expect_token_meaning(410, NULL, true, false);
+	expect_token_meaning(410, "SomethingNew", true, false);
+	expect_token_meaning(400, "DeviceTokenNotForTopic", false, true);
+	/* decided by the caller: the other host first, and a stated environment */
+	expect_token_meaning(400, "BadDeviceToken", false, false);
+	expect_token_meaning(400, "TopicDisallowed", false, false);
+	expect_token_meaning(403, "InvalidProviderToken", false, false);
+	expect_token_meaning(503, "ServiceUnavailable", false, false);
+	expect_token_meaning(200, NULL, false, false);
+	{
+		apns_verdict v;
+		apns_classify(400, "DeviceTokenNotForTopic", &v);
+		CHECK(v.status == PGW_PUSH_INVALID_TOKEN);
+		CHECK(v.hint && strstr(v.hint, "bundle id") != NULL);
+	}
+}
+
 static EVP_PKEY *make_key(char **pem)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
@@ -248,6 +281,7 @@ static void test_collapse_id(void)
 int main(void)
 {
 	test_classify();
+	test_what_removes_a_device();
 	test_cred();
 	test_collapse_id();
 	return check_summary("apns");
