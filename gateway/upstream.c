@@ -532,15 +532,22 @@ static int64_t backoff_ms(int attempts)
 	return d * 3 / 4 + (int64_t)(r % (unsigned)(d / 2 + 1)); /* ±25% jitter */
 }
 
+/* A retry after delay_ms still fits: not stopping, attempts left, and it
+ * would go out before the push's deadline. */
+static bool retry_fits(const attempt *a, int64_t delay_ms)
+{
+	const pgw_push *push = a->push;
+
+	return !a->up->stopping && push->result.attempts < MAX_ATTEMPTS &&
+	       pgw_now_ms() + delay_ms < push->deadline_ms;
+}
+
 /* Retry after delay_ms when the deadline and the attempt budget allow;
  * otherwise the last answer is final. */
 static void retry_or_finish(attempt *a, int64_t delay_ms, pgw_push_status status,
 			    const char *reason, const char *detail)
 {
-	pgw_push *push = a->push;
-
-	if (a->up->stopping || push->result.attempts >= MAX_ATTEMPTS ||
-	    pgw_now_ms() + delay_ms >= push->deadline_ms) {
+	if (!retry_fits(a, delay_ms)) {
 		attempt_finish(a, status, reason, detail);
 		return;
 	}
@@ -569,10 +576,7 @@ static void count_retry(const attempt *a, const char *result)
 static void retry_budgeted(attempt *a, int64_t delay_ms, pgw_push_status status,
 			   const char *reason, const char *detail)
 {
-	pgw_push *push = a->push;
-
-	if (a->up->stopping || push->result.attempts >= MAX_ATTEMPTS ||
-	    pgw_now_ms() + delay_ms >= push->deadline_ms) {
+	if (!retry_fits(a, delay_ms)) {
 		attempt_finish(a, status, reason, detail);
 		return;
 	}

@@ -228,6 +228,29 @@ kill9_gw() {
 	wait "${!pid}" 2>/dev/null
 }
 
+# pg_start: a throw-away PostgreSQL server for this suite
+# (scripts/pg-test-cluster.sh); sets PGDIR and PGURL; resumed if frozen,
+# stopped and removed at exit. Fails the suite when it cannot start.
+pg_start() {
+	# Not under $WORK: as root the server runs as "postgres", which cannot
+	# enter a private mktemp folder.
+	PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-pg.XXXXXX")
+	chmod 755 "$PGDIR"
+	trap 'kill -CONT $(pg_pids) 2>/dev/null; scripts/pg-test-cluster.sh destroy "$PGDIR/pg" >/dev/null 2>&1; rm -rf "$PGDIR"; cleanup' EXIT
+	if ! PGURL=$(scripts/pg-test-cluster.sh start "$PGDIR/pg"); then
+		bad "scripts/pg-test-cluster.sh could not start a PostgreSQL server"
+		summary
+		exit 1
+	fi
+}
+# The server's processes: the postmaster and its children (by process id),
+# for SIGSTOP/SIGCONT (a database that hangs).
+pg_pids() {
+	local pm
+	pm=$(head -n1 "$PGDIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
+	[ -n "$pm" ] && echo "$pm" $(pgrep -P "$pm")
+}
+
 # The lines a sanitizer report starts with, in a gateway log.
 SANITIZER_REPORT='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer'
 

@@ -11,26 +11,11 @@
 # First the whole single-gateway registry suite runs on PostgreSQL too.
 source tests/integration/lib.sh
 
-# Not under $WORK: as root the server runs as "postgres", which cannot
-# enter a private mktemp folder.
-PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-pg.XXXXXX")
-chmod 755 "$PGDIR"
-# The server's processes: the postmaster and its children (by process id).
-pg_pids() {
-	local pm
-	pm=$(head -n1 "$PGDIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
-	[ -n "$pm" ] && echo "$pm" $(pgrep -P "$pm")
-}
+pg_start
 pg_frozen() { # the postmaster is stopped (state T)
 	local pm; pm=$(head -n1 "$PGDIR/pg/data/postmaster.pid")
 	[ "$(ps -o stat= -p "$pm" | cut -c1)" = T ]
 }
-trap 'kill -CONT $(pg_pids) 2>/dev/null; scripts/pg-test-cluster.sh destroy "$PGDIR/pg" >/dev/null 2>&1; rm -rf "$PGDIR"; cleanup' EXIT
-if ! PGURL=$(scripts/pg-test-cluster.sh start "$PGDIR/pg"); then
-	bad "scripts/pg-test-cluster.sh could not start a PostgreSQL server"
-	summary
-	exit 1
-fi
 
 start_sim S
 write_config "$WORK/a.json" S ".registry = {url: \"$PGURL\"}"

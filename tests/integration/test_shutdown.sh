@@ -11,21 +11,7 @@
 # database a few statements a second however many there are.
 source tests/integration/lib.sh
 
-# Not under $WORK: as root the server runs as "postgres", which cannot
-# enter a private mktemp folder.
-PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/pushgw-pg.XXXXXX")
-chmod 755 "$PGDIR"
-pg_pids() {
-	local pm
-	pm=$(head -n1 "$PGDIR/pg/data/postmaster.pid" 2>/dev/null) || return 0
-	[ -n "$pm" ] && echo "$pm" $(pgrep -P "$pm")
-}
-trap 'kill -CONT $(pg_pids) 2>/dev/null; scripts/pg-test-cluster.sh destroy "$PGDIR/pg" >/dev/null 2>&1; rm -rf "$PGDIR"; cleanup' EXIT
-if ! PGURL=$(scripts/pg-test-cluster.sh start "$PGDIR/pg"); then
-	bad "scripts/pg-test-cluster.sh could not start a PostgreSQL server"
-	summary
-	exit 1
-fi
+pg_start
 start_sim S
 
 # gw_exit_within NAME SECONDS: wait for the gateway (already signalled) to
@@ -35,6 +21,14 @@ gw_exit_within() {
 	for i in $(seq 1 $(($2 * 10))); do gw_running "${!pid}" || break; sleep 0.1; done
 	if gw_running "${!pid}"; then GW_EXIT=124; return; fi
 	wait "${!pid}"; GW_EXIT=$?
+}
+# bg_wake_ext PORT EXTENSION TIMEOUT_MS OUT: a wake by extension in the
+# background; its status into OUT.status, its body into OUT.body.
+bg_wake_ext() {
+	curl -sS -o "$4.body" -w '%{http_code}' --max-time 30 \
+		-H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
+		--data-binary "{\"extension\":\"$2\",\"call\":{\"id\":\"$(basename "$4")\"},\"timeout_ms\":$3}" \
+		"http://127.0.0.1:$1/v1/wake" >"$4.status" 2>/dev/null &
 }
 no_sanitizer_report() { ! grep -Eq "$SANITIZER_REPORT" "$WORK/gw-$1.log"; }
 
@@ -71,12 +65,7 @@ t_lookup_hung_past_the_grace_period() {
 	expect_eq "registered" "$STATUS" 201
 	kill -STOP $(pg_pids)
 	local i
-	for i in 1 2 3 4; do
-		curl -sS -o "$WORK/hung-$i.body" -w '%{http_code}' --max-time 30 \
-			-H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
-			--data-binary "{\"extension\":\"4001\",\"call\":{\"id\":\"hung-$i\"},\"timeout_ms\":8000}" \
-			"http://127.0.0.1:$GW_PORT_H/v1/wake" >"$WORK/hung-$i.status" 2>/dev/null &
-	done
+	for i in 1 2 3 4; do bg_wake_ext "$GW_PORT_H" 4001 8000 "$WORK/hung-$i"; done
 	sleep 0.5
 	kill -TERM "$GW_PID_H"
 	# the registry answers again after the grace period, while the gateway
@@ -106,12 +95,7 @@ t_lookup_then_pushes_inside_the_grace_period() {
 	sim_ctl S POST '/delay?ms=800' >/dev/null
 	kill -STOP $(pg_pids)
 	local i
-	for i in 1 2 3 4; do
-		curl -sS -o "$WORK/trans-$i.body" -w '%{http_code}' --max-time 30 \
-			-H "Authorization: Bearer $KEY_WAKE" -H 'Content-Type: application/json' \
-			--data-binary "{\"extension\":\"4101\",\"call\":{\"id\":\"trans-$i\"},\"timeout_ms\":6000}" \
-			"http://127.0.0.1:$GW_PORT_T/v1/wake" >"$WORK/trans-$i.status" 2>/dev/null &
-	done
+	for i in 1 2 3 4; do bg_wake_ext "$GW_PORT_T" 4101 6000 "$WORK/trans-$i"; done
 	sleep 0.5
 	kill -TERM "$GW_PID_T"
 	sleep 0.5
