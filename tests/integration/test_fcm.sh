@@ -292,7 +292,7 @@ t_waiters_in_backoff_start_no_fetch() {
 	for i in $(seq 1 100); do [ "$(oauth_answered)" -ge 1 ] && break; sleep 0.05; done
 	local before; before=$(sim_ctl A GET /stats | jq .oauth_requests)
 	for i in $(seq 1 8); do
-		api B POST /v1/wake "$(fcm_body "$FTOK-b$i" "b-$i" '.timeout_ms = 300')"
+		api B POST /v1/wake "$(fcm_body "$FTOK-b$i" "b-$i" '.timeout_ms = 800')"
 		expect_eq "wake $i: auth_error" "$(jqb '.results[0].status'),$(jqb '.results[0].reason')" failed,auth_error
 	done
 	local after; after=$(sim_ctl A GET /stats | jq .oauth_requests)
