@@ -132,4 +132,60 @@ pgw_err registry_count(registry *reg, uint64_t *n);
  * still exist (PGW_ENOTFOUND otherwise). Caller releases with target_clear(). */
 pgw_err registry_device_target(const registry_device *d, const pgw_config *cfg, pgw_target *out);
 
+
+/* ---- SIP-edge bindings (docs: the SIP edge) ----
+ * A phone registered through pushgw's SIP edge. Its push target, when its
+ * Contact had one, is an ordinary device row (extension = the AOR's user
+ * part, device_id = the binding id) written in the same transaction, so
+ * /v1/wake by extension finds SIP phones too; a binding without a push
+ * target has no device row. Bindings belong to the edge that registered
+ * them (its sip.public_host): replicas sharing a PostgreSQL registry each
+ * load only their own. */
+typedef struct registry_binding {
+	char *id;        /* random, unguessable: the user part of the Contact pushgw registers at the PBX */
+	char *edge;      /* sip.public_host of the edge that holds it */
+	char *aor;       /* the To URI of the REGISTER, e.g. "sip:1001@pbx.example.com" */
+	char *extension; /* the AOR's user part */
+	char *contact;   /* the phone's own Contact header value, as it sent it */
+	char *instance;  /* its +sip.instance, or NULL */
+	char *app;       /* the app its push target resolved to, or NULL (no push) */
+	int64_t expires_at_ms; /* wall clock: the expiry the PBX granted */
+	int64_t updated_at_ms;
+} registry_binding;
+
+/* Store b, replacing a binding of the same id, and its device row: with t,
+ * (b->extension, b->id) holds t (a device of the same token elsewhere moves
+ * here, as registry_put() does); with t NULL any device row of the binding
+ * goes. One transaction. *created (may be NULL): no binding had that id. */
+pgw_err registry_binding_put(registry *reg, const registry_binding *b, const pgw_target *t,
+			     bool *created);
+
+/* The binding with id (expired or not: the caller checks expires_at_ms),
+ * or PGW_ENOTFOUND. Free with registry_binding_free(). */
+pgw_err registry_binding_get(registry *reg, const char *id, registry_binding **out);
+
+/* The binding a new REGISTER of this phone refreshes, so the binding id
+ * stays: same edge and aor and, when instance is not NULL, same instance;
+ * otherwise same edge and aor and a device row with t's token (t NULL and
+ * no instance: PGW_ENOTFOUND). */
+pgw_err registry_binding_find(registry *reg, const char *edge, const char *aor,
+			      const char *instance, const pgw_target *t, registry_binding **out);
+
+/* Every binding of edge not expired at now_ms, for the edge's start-up
+ * (after a crash or restart). *out is an array of *n; free with
+ * registry_bindings_free(). */
+pgw_err registry_binding_list(registry *reg, const char *edge, int64_t now_ms,
+			      registry_binding **out, size_t *n);
+
+/* Remove a binding and its device row; PGW_ENOTFOUND when absent. */
+pgw_err registry_binding_delete(registry *reg, const char *id);
+
+/* Remove edge's bindings (and device rows) that expired before now_ms;
+ * *removed (may be NULL) says how many. */
+pgw_err registry_binding_expire(registry *reg, const char *edge, int64_t now_ms, int *removed);
+
+/* Accept NULL. */
+void registry_binding_free(registry_binding *b);
+void registry_bindings_free(registry_binding *b, size_t n);
+
 #endif
