@@ -14,6 +14,7 @@
 #include "pushgw/config.h"
 #include "pushgw/err.h"
 #include "pushgw/evloop.h"
+#include "pushgw/push.h"
 #include "pushgw/registry.h"
 #include "pushgw/regwatch.h"
 #include "pushgw/upstream.h"
@@ -70,5 +71,36 @@ void http_api_free(http_api *api);
 
 /* The bound port (useful with port 0). */
 int http_api_port(const http_api *api);
+
+
+/* ---- pushes for calls that do not come over HTTP (the SIP edge) ---- */
+
+/* How one call push ended: the device's result, as /v1/wake reports it. */
+typedef struct http_api_push_outcome {
+	const char *status;   /* "sent", "invalid_token", "failed", "timeout", "skipped" */
+	const char *reason;   /* or NULL */
+	const char *provider; /* "apns" | "fcm" */
+} http_api_push_outcome;
+typedef void (*http_api_push_done_fn)(void *arg, const http_api_push_outcome *o);
+
+/* Wake (kind PGW_PUSH_CALL) or cancel (PGW_PUSH_CANCEL) the one device a SIP
+ * Contact names, exactly as POST /v1/wake or /v1/cancel with body
+ * {"devices": [{"contact": contact, "app": app}], "call": {"id": call_id,
+ * "from": from, "from_name": from_name, "to": to}, "reason": reason,
+ * "ttl": ttl_s} would (payload profile, ring repetition, cancel rules,
+ * metrics, the wake log line, dead-token pruning): every string is copied
+ * before this returns; NULL ones are left out. done(arg, outcome) comes
+ * exactly once after PGW_OK, on another thread (the loop's or a registry
+ * thread's), and must not block. PGW_EINVAL (with why) when the Contact
+ * has no usable push target; PGW_ESTATE while shutting down. Any thread. */
+typedef struct http_api_push {
+	pgw_push_kind kind;
+	const char *contact, *app;
+	const char *call_id, *from, *from_name, *to;
+	const char *reason; /* cancels: "answered_elsewhere" | "caller_cancelled" | "declined" */
+	int ttl_s;          /* 0: the default (30) */
+} http_api_push;
+pgw_err http_api_push_call(http_api *api, const http_api_push *p, http_api_push_done_fn done,
+			   void *arg, char *why, size_t whylen);
 
 #endif
