@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "pushgw/jsonr.h"
+#include "pushgw/jsonw.h"
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/ratelimit.h"
@@ -1653,6 +1654,179 @@ pgw_err http_api_start(const http_api_deps *deps, http_api **out, char *err, siz
 		return PGW_ECONFIG;
 	}
 	*out = api;
+	return PGW_OK;
+}
+
+/* ---- call pushes that do not come over HTTP (the SIP edge) ---- */
+
+/* One http_api_push_call(): owned by the loop from wake_start() to its
+ * end, counted in owed (as an async wake) so a drain waits for it. */
+typedef struct call_push {
+	http_api *api;
+	generation *gen;
+	pgw_wake *wake;
+	route route;
+	int64_t started_us;
+	http_api_push_done_fn done;
+	void *arg;
+} call_push;
+
+static void call_push_free(call_push *cp)
+{
+	owed_sub(cp->api, OWED_ASYNC);
+	atomic_fetch_sub(&cp->api->wakes_in_flight, 1);
+	wake_free(cp->wake);
+	gen_release(cp->gen);
+	free(cp);
+}
+
+static void take_outcome(void *arg, const wake_result_view *v)
+{
+	http_api_push_outcome *o = arg;
+
+	o->status = v->status;
+	o->reason = v->reason;
+	o->provider = v->provider;
+}
+
+/* A finished call push's dead tokens and learnt APNs hosts, for a registry
+ * queue thread (the loop never waits for the registry). */
+typedef struct call_updates {
+	wake_updates *u;
+	registry *reg;
+} call_updates;
+
+static void updates_work(void *arg)
+{
+	call_updates *cu = arg;
+
+	wake_updates_apply(cu->u, cu->reg);
+}
+
+static void updates_finish(void *arg, bool timed_out)
+{
+}
+
+static void updates_release(void *arg)
+{
+	call_updates *cu = arg;
+
+	wake_updates_free(cu->u);
+	free(cu);
+}
+
+/* Loop thread (or the thread stopping it): the push is final. */
+static void on_call_push_done(void *arg)
+{
+	call_push *cp = arg;
+	http_api_push_outcome o = {"failed", NULL, "apns"};
+	wake_updates *u;
+
+	wake_log(cp->wake);
+	count_results(cp->route, cp->wake);
+	record_wake(cp->route, cp->started_us);
+	wake_each_result(cp->wake, take_outcome, &o);
+	cp->done(cp->arg, &o);
+	u = cp->api->reg && cp->api->rq ? wake_updates_new(cp->wake) : NULL;
+	if (u) {
+		call_updates *cu = malloc(sizeof *cu);
+		if (cu) {
+			cu->u = u;
+			cu->reg = cp->api->reg;
+		}
+		if (!cu || registry_queue_submit(cp->api->rq, updates_work, updates_finish,
+						 updates_release, cu,
+						 pgw_now_ms() + UPDATES_DEADLINE_MS) != PGW_OK) {
+			/* shutting down, full or out of memory: the token stays */
+			wake_updates_free(u);
+			free(cu);
+		}
+	}
+	call_push_free(cp);
+}
+
+/* The /v1/wake (or /v1/cancel) body that names one Contact. */
+static char *call_push_body(const http_api_push *p, size_t *len)
+{
+	jsonw w;
+
+	jsonw_init(&w);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "devices");
+	jsonw_array_begin(&w);
+	jsonw_object_begin(&w);
+	jsonw_kv_str(&w, "contact", p->contact);
+	if (p->app)
+		jsonw_kv_str(&w, "app", p->app);
+	jsonw_object_end(&w);
+	jsonw_array_end(&w);
+	jsonw_key(&w, "call");
+	jsonw_object_begin(&w);
+	jsonw_kv_str(&w, "id", p->call_id);
+	if (p->from)
+		jsonw_kv_str(&w, "from", p->from);
+	if (p->from_name)
+		jsonw_kv_str(&w, "from_name", p->from_name);
+	if (p->to)
+		jsonw_kv_str(&w, "to", p->to);
+	jsonw_object_end(&w);
+	if (p->kind == PGW_PUSH_CANCEL && p->reason)
+		jsonw_kv_str(&w, "reason", p->reason);
+	if (p->ttl_s > 0)
+		jsonw_kv_int(&w, "ttl", p->ttl_s);
+	jsonw_object_end(&w);
+	return jsonw_finish(&w, len);
+}
+
+pgw_err http_api_push_call(http_api *api, const http_api_push *p, http_api_push_done_fn done,
+			   void *arg, char *why, size_t whylen)
+{
+	pgw_http_error err = {0};
+	call_push *cp;
+	wake_ring ring;
+	size_t len = 0;
+	char *body;
+	pgw_err rc;
+
+	if (!p->contact || !p->call_id || !*p->call_id) {
+		snprintf(why, whylen, "a call push needs a contact and a call id");
+		return PGW_EINVAL;
+	}
+	if (atomic_load(&api->draining)) {
+		snprintf(why, whylen, "shutting down");
+		return PGW_ESTATE;
+	}
+	cp = calloc(1, sizeof *cp);
+	body = cp ? call_push_body(p, &len) : NULL;
+	if (!body) {
+		free(cp);
+		snprintf(why, whylen, "out of memory");
+		return PGW_ENOMEM;
+	}
+	cp->api = api;
+	cp->gen = gen_acquire(api);
+	cp->route = p->kind == PGW_PUSH_CANCEL ? ROUTE_CANCEL : ROUTE_WAKE;
+	cp->started_us = pgw_now_us();
+	cp->done = done;
+	cp->arg = arg;
+	owed_add(api, OWED_ASYNC);
+	atomic_fetch_add(&api->wakes_in_flight, 1);
+	rc = wake_parse(body, len, cp->gen->cfg, NULL, p->kind, &cp->wake, &err);
+	free(body);
+	if (rc == PGW_OK)
+		rc = wake_resolve(cp->wake, NULL, 0, cp->gen->cfg, NULL, &err);
+	if (rc != PGW_OK) {
+		snprintf(why, whylen, "%s", err.message);
+		call_push_free(cp);
+		return rc == PGW_ENOMEM ? PGW_ENOMEM : PGW_EINVAL;
+	}
+	ring = ring_for(api, cp->gen);
+	rc = wake_start(cp->wake, api->loop, cp->gen->up, &ring, on_call_push_done, cp);
+	if (rc != PGW_OK) {
+		snprintf(why, whylen, "%s", rc == PGW_ESTATE ? "shutting down" : "cannot reach the event loop");
+		call_push_free(cp);
+		return rc == PGW_ESTATE ? PGW_ESTATE : PGW_ENOMEM;
+	}
 	return PGW_OK;
 }
 
