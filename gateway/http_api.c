@@ -1863,12 +1863,30 @@ void http_api_swap(http_api *api, const pgw_config *cfg, upstream *up)
 
 void http_api_each_upstream(http_api *api, void (*fn)(upstream *up))
 {
-	generation *g;
+	generation *few[64], **held = few, *g;
+	size_t n = 0, i;
 
+	/* fn runs without the lock, each generation held meanwhile: shutting
+	 * an upstream down ends pushes, which may release a generation (a
+	 * ringing call's hold), and that takes the lock */
 	pthread_mutex_lock(&api->gen_lock);
 	for (g = api->all; g; g = g->next)
-		fn(g->up);
+		n++;
+	if (n > sizeof few / sizeof few[0] && !(held = calloc(n, sizeof *held))) {
+		held = few; /* out of memory: the newest ones; the pool's end stops the rest */
+		n = sizeof few / sizeof few[0];
+	}
+	for (g = api->all, i = 0; g && i < n; g = g->next, i++) {
+		atomic_fetch_add(&g->refs, 1);
+		held[i] = g;
+	}
 	pthread_mutex_unlock(&api->gen_lock);
+	for (i = 0; i < n; i++)
+		fn(held[i]->up);
+	for (i = 0; i < n; i++)
+		gen_release(held[i]);
+	if (held != few)
+		free(held);
 }
 
 void http_api_stop(http_api *api, int settle_ms)

@@ -140,11 +140,14 @@ typedef struct gateway {
 	const pgw_config *cfg; /* the current one */
 	upstream *up;          /* built for cfg */
 	atomic_bool loop_running;
+	pthread_mutex_t retired_lock;
+	struct retired *retired; /* under retired_lock: left for teardown to free */
 } gateway;
 
 typedef struct retired {
 	const pgw_config *cfg;
 	upstream *up;
+	struct retired *next;
 } retired;
 
 static void retired_free(void *arg)
@@ -157,7 +160,11 @@ static void retired_free(void *arg)
 }
 
 /* A config and upstream no request uses any more: free them on the loop
- * thread (the upstream's timers live there), or here once it stopped. */
+ * thread (the upstream's timers live there). Once the loop is stopping,
+ * whatever thread lets go of one (a request finishing, a registry or
+ * callback thread, teardown walking the upstreams) must not free it: the
+ * loop thread may still be running its timers, or the caller may be
+ * inside that very upstream. It is left for teardown to free at the end. */
 static void retire(void *arg, const pgw_config *cfg, upstream *up)
 {
 	gateway *gw = arg;
@@ -169,7 +176,25 @@ static void retire(void *arg, const pgw_config *cfg, upstream *up)
 	r->up = up;
 	if (atomic_load(&gw->loop_running) && evloop_post(gw->loop, retired_free, r) == PGW_OK)
 		return;
-	retired_free(r);
+	pthread_mutex_lock(&gw->retired_lock);
+	r->next = gw->retired;
+	gw->retired = r;
+	pthread_mutex_unlock(&gw->retired_lock);
+}
+
+/* The end of teardown: every thread that could retire something is gone. */
+static void retired_free_all(gateway *gw)
+{
+	retired *r, *next;
+
+	pthread_mutex_lock(&gw->retired_lock);
+	r = gw->retired;
+	gw->retired = NULL;
+	pthread_mutex_unlock(&gw->retired_lock);
+	for (; r; r = next) {
+		next = r->next;
+		retired_free(r);
+	}
 }
 
 /* A reload builds the new upstream on the loop thread (it shares the pool
@@ -287,6 +312,10 @@ static void shutdown_upstream(upstream *up)
  * - only then the API's generations, and the registry every part used. */
 static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
 {
+	/* Past the grace period nothing waits on the database any longer: a
+	 * PostgreSQL server that stopped answering would otherwise hold every
+	 * thread that joins below. */
+	registry_shutdown(gw->reg);
 	if (gw->loop) {
 		evloop_stop(gw->loop);
 		atomic_store(&gw->loop_running, false);
@@ -305,6 +334,7 @@ static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
 		config_free(first_cfg);
 	}
 	regwatch_free(gw->watch);
+	retired_free_all(gw);
 	registry_close(gw->reg);
 	evloop_free(gw->loop);
 }
@@ -330,7 +360,7 @@ static void drain(gateway *gw)
 
 static int run(const char *path)
 {
-	gateway gw = {.path = path};
+	gateway gw = {.path = path, .retired_lock = PTHREAD_MUTEX_INITIALIZER};
 	pgw_config *cfg = NULL;
 	upstream *up = NULL;
 	h2pool_opts po = {0};
@@ -402,6 +432,7 @@ static int run(const char *path)
 	status = 0;
 out:
 	teardown(&gw, cfg, up);
+	pthread_mutex_destroy(&gw.retired_lock);
 	if (status == 0)
 		pgw_log(PGW_LOG_INFO, "stopped", NULL);
 	metrics_reset();

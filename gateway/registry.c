@@ -76,6 +76,12 @@ void registry_close(registry *reg)
 	free(reg);
 }
 
+void registry_shutdown(registry *reg)
+{
+	if (reg && reg->ops->shutdown)
+		reg->ops->shutdown(reg->store);
+}
+
 bool registry_healthy(registry *reg)
 {
 	return reg && reg->ops->healthy(reg->store);

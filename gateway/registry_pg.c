@@ -4,6 +4,7 @@
 #include "pushgw/registry_backend.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,11 @@
 /* After a failed connection attempt, calls fail at once for this long
  * instead of each waiting for a server that is not there. */
 #define RECONNECT_PAUSE_MS 500
+/* A call still waiting for the server's answer after this is cut (the
+ * server's own statement_timeout, 15 s, normally ends it first). */
+#define CALL_TIMEOUT_MS 16000
+/* How often a waiting call looks whether the registry is shutting down. */
+#define WAIT_SLICE_MS 100
 /* Group commit: at most this many puts share one transaction, and at most
  * PUT_LEADERS transactions of puts run at once (the other sessions stay
  * free for reads and prunes). */
@@ -35,9 +41,11 @@
 #define MIGRATION_LOCK "7075736867770001"
 
 /* Defaults that a URL may override (it comes later in the list). Timeouts
- * bound how long a dead server or a stuck lock holds a registry thread
- * (a server that stops answering on an open session is bounded by nothing
- * here: the HTTP API gives up on the call at its own deadline). */
+ * bound how long a dead server or a stuck lock holds a registry thread; a
+ * server that stops answering on an open session (hung, or its processes
+ * stopped: the kernel still acknowledges, so neither keepalives nor
+ * tcp_user_timeout fire) is bounded by CALL_TIMEOUT_MS, which this file
+ * keeps itself (pg_wait()), and cut at once by registry_shutdown(). */
 static const char *const conn_keys[] = {
 	"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
 	"keepalives_count", "tcp_user_timeout", "options", "dbname", NULL,
@@ -215,10 +223,12 @@ static const char *const stmt_name[PS_N_STATEMENTS] = {
 /* One pooled connection; used by one thread at a time. Statements are
  * prepared on first use and live as long as the connection. */
 typedef struct pg_conn {
+	struct registry_store *store;
 	PGconn *pg;
 	bool prepared[PS_N_STATEMENTS];
 	bool reused; /* served a call before this one */
 	bool gone;   /* the last call found the connection dead */
+	bool cut;    /* the last call was given up (timeout or shutdown): session closed */
 	bool conflict; /* the last call lost a race worth another attempt */
 	struct pg_conn *next_idle;
 } pg_conn;
@@ -242,6 +252,7 @@ struct registry_store {
 	struct put_waiter *put_head, *put_tail;
 	int put_leaders;
 	pthread_cond_t put_done;
+	atomic_bool closing; /* registry_shutdown(): calls end now, new ones fail */
 };
 
 /* ---- connections ---- */
@@ -349,6 +360,52 @@ static pgw_err map_state(const char *state)
 }
 
 /* Classify a failed result (and clear it), marking the connection. */
+/* Wait for the answer to what was just sent on c, never blocking in
+ * libpq: its last result, or NULL when the session was lost (libpq's error
+ * says why) or the call was given up — after CALL_TIMEOUT_MS, or at once
+ * when the registry shuts down — which closes the session (c->cut). A
+ * thread waiting on a server that stopped answering so always comes back. */
+static PGresult *pg_wait(pg_conn *c)
+{
+	int64_t deadline = pgw_now_ms() + CALL_TIMEOUT_MS;
+	PGresult *res, *last = NULL;
+
+	for (;;) {
+		int flushed = PQflush(c->pg);
+
+		if (flushed < 0)
+			break; /* the session broke: the caller reads libpq's error */
+		if (flushed == 0 && !PQisBusy(c->pg)) {
+			res = PQgetResult(c->pg); /* does not block: not busy */
+			if (!res)
+				return last;
+			PQclear(last);
+			last = res;
+			continue;
+		}
+		int64_t left = deadline - pgw_now_ms();
+		if (atomic_load(&c->store->closing) || left <= 0) {
+			PQclear(last);
+			conn_reset(c);
+			c->cut = true;
+			return NULL;
+		}
+		struct pollfd pfd = {PQsocket(c->pg), (short)(POLLIN | (flushed ? POLLOUT : 0)), 0};
+		if (poll(&pfd, 1, (int)(left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS)) > 0 &&
+		    (pfd.revents & (POLLIN | POLLERR | POLLHUP)) && !PQconsumeInput(c->pg))
+			break;
+	}
+	PQclear(last);
+	return NULL;
+}
+
+/* The error of a call pg_wait() gave up. */
+static pgw_err cut_failure(pg_conn *c, const char *what)
+{
+	pgw_log(PGW_LOG_DEBUG, "registry: database call given up", "op", what, NULL);
+	return atomic_load(&c->store->closing) ? PGW_ESTATE : PGW_ETIMEOUT;
+}
+
 static pgw_err result_failure(pg_conn *c, PGresult *res, const char *what)
 {
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -379,7 +436,9 @@ static pgw_err conn_prepare(pg_conn *c, enum stmt_id id)
 
 	if (c->prepared[id])
 		return PGW_OK;
-	res = PQprepare(c->pg, stmt_name[id], stmt_sql[id], 0, NULL);
+	res = PQsendPrepare(c->pg, stmt_name[id], stmt_sql[id], 0, NULL) ? pg_wait(c) : NULL;
+	if (!res && c->cut)
+		return cut_failure(c, stmt_name[id]);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return result_failure(c, res, stmt_name[id]);
 	PQclear(res);
@@ -454,7 +513,11 @@ static pgw_err conn_run(pg_conn *c, enum stmt_id id, const call_params *p,
 	*out = NULL;
 	if (err != PGW_OK)
 		return err;
-	res = PQexecPrepared(c->pg, stmt_name[id], p->n, p->val, p->len, p->fmt, 0);
+	res = PQsendQueryPrepared(c->pg, stmt_name[id], p->n, p->val, p->len, p->fmt, 0)
+		      ? pg_wait(c)
+		      : NULL;
+	if (!res && c->cut)
+		return cut_failure(c, stmt_name[id]);
 	if (PQresultStatus(res) != want)
 		return result_failure(c, res, stmt_name[id]);
 	*out = res;
@@ -508,7 +571,11 @@ static pgw_err pool_acquire(registry_store *s, int wait_ms, bool fresh, pg_conn 
 
 	pgw_timespec_in(&until, CLOCK_MONOTONIC, wait_ms);
 	pthread_mutex_lock(&s->lock);
-	while (!s->idle) {
+	while (!s->idle || atomic_load(&s->closing)) {
+		if (atomic_load(&s->closing)) {
+			pthread_mutex_unlock(&s->lock);
+			return PGW_ESTATE;
+		}
 		if (pthread_cond_timedwait(&s->freed, &s->lock, &until) != 0 && !s->idle) {
 			pthread_mutex_unlock(&s->lock);
 			return PGW_ETIMEOUT;
@@ -517,7 +584,7 @@ static pgw_err pool_acquire(registry_store *s, int wait_ms, bool fresh, pg_conn 
 	c = s->idle;
 	s->idle = c->next_idle;
 	pthread_mutex_unlock(&s->lock);
-	c->gone = c->conflict = false;
+	c->gone = c->conflict = c->cut = false;
 	if (!fresh && conn_usable(c)) {
 		*out = c;
 		return PGW_OK;
@@ -581,7 +648,7 @@ static pgw_err store_call(registry_store *s, int wait_ms, conn_op op, void *arg)
 			atomic_store(&s->last_ok_ms, pgw_now_ms());
 			return PGW_OK;
 		}
-		if (gone && reused && !retried_gone) {
+		if (gone && reused && !retried_gone && !atomic_load(&s->closing)) {
 			retried_gone = true;
 			continue;
 		}
@@ -688,6 +755,17 @@ fail:
 
 /* ---- open / close ---- */
 
+/* Calls waiting on the server end now, and new ones fail at once. */
+static void pg_shutdown(registry_store *s)
+{
+	if (!s)
+		return;
+	atomic_store(&s->closing, true);
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->freed);
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void pg_close(registry_store *s)
 {
 	int i;
@@ -722,8 +800,10 @@ static pgw_err store_alloc(const char *url, registry_store **out)
 	pthread_cond_init(&s->freed, &attr);
 	pthread_condattr_destroy(&attr);
 	pthread_cond_init(&s->put_done, NULL);
-	for (i = POOL_SIZE - 1; i >= 0; i--)
+	for (i = POOL_SIZE - 1; i >= 0; i--) {
+		s->conns[i].store = s;
 		pool_put_back(s, &s->conns[i]);
+	}
 	*out = s;
 	return PGW_OK;
 }
@@ -822,8 +902,10 @@ typedef struct put_waiter {
 
 static pgw_err conn_simple(pg_conn *c, const char *sql)
 {
-	PGresult *res = PQexec(c->pg, sql);
+	PGresult *res = PQsendQuery(c->pg, sql) ? pg_wait(c) : NULL;
 
+	if (!res && c->cut)
+		return cut_failure(c, sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		return result_failure(c, res, sql);
 	PQclear(res);
@@ -842,8 +924,8 @@ static pgw_err batch_op(pg_conn *c, void *arg)
 		err = put_op(c, w->call);
 	if (err == PGW_OK)
 		err = conn_simple(c, "COMMIT");
-	if (err != PGW_OK && !c->gone && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
-		PQclear(PQexec(c->pg, "ROLLBACK"));
+	if (err != PGW_OK && !c->gone && !c->cut && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		conn_simple(c, "ROLLBACK");
 	c->conflict = false;
 	return err;
 }
@@ -1245,4 +1327,5 @@ const registry_backend registry_pg_backend = {
 	.set_environment = pg_set_environment,
 	.count = pg_count,
 	.healthy = pg_healthy,
+	.shutdown = pg_shutdown,
 };

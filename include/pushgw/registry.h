@@ -60,6 +60,13 @@ void registry_close(registry *reg);
  * SQLite: always true once open. False for NULL. */
 bool registry_healthy(registry *reg);
 
+/* Shutdown: registry calls still waiting on the database end now with
+ * PGW_ESTATE, and later ones fail at once, so that no thread stays blocked
+ * on a PostgreSQL server that stopped answering (SQLite: nothing to do).
+ * Before registry_close(), once nothing needs the registry any more.
+ * Accepts NULL. */
+void registry_shutdown(registry *reg);
+
 /* Validity of ids used in paths: extension and device_id are 1..128 chars of
  * [A-Za-z0-9._~+@:=-] (after URL-decoding). */
 bool registry_valid_extension(const char *ext);

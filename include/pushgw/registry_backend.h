@@ -65,6 +65,10 @@ typedef struct registry_backend {
 	pgw_err (*count)(registry_store *s, uint64_t *n);
 	/* Can the store serve calls now? May do one quick round trip. */
 	bool (*healthy)(registry_store *s);
+	/* Calls waiting on the database end now (PGW_ESTATE) and new ones fail
+	 * at once: shutdown must not wait on a server that stopped answering.
+	 * NULL: nothing can hang (a local file). */
+	void (*shutdown)(registry_store *s);
 } registry_backend;
 
 extern const registry_backend registry_sqlite_backend;

@@ -115,6 +115,51 @@ t_lookup_then_pushes_inside_the_grace_period() {
 	sim_ctl S POST '/delay?ms=0' >/dev/null
 }
 
+t_database_stays_hung() {
+	begin "SIGTERM while PostgreSQL hangs and stays hung: registry threads are cut loose, exit 0 within the grace period and a few seconds"
+	write_config "$WORK/stuck.json" S ".registry = {url: \"$PGURL\"} | .shutdown_grace_s = 1"
+	start_gw K "$WORK/stuck.json" || return
+	api K PUT /v1/extensions/4201/devices/phone \
+		"{\"provider\":\"apns\",\"token\":\"$(tok 2261)\",\"app\":\"phone\"}" "$KEY_REG"
+	expect_eq "registered" "$STATUS" 201
+	kill -STOP $(pg_pids)
+	bg_wake_ext "$GW_PORT_K" 4201 8000 "$WORK/stuck-1"
+	sleep 1 # the registry watch is waiting on the database by now too
+	local t0; t0=$(date +%s%N)
+	kill -TERM "$GW_PID_K"
+	gw_exit_within K 30
+	local took_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	kill -CONT $(pg_pids)
+	wait_clients
+	expect_eq "exit status" "$GW_EXIT" 0
+	check "stopped in ${took_ms} ms: within the grace period (1 s) and 6 s" test "$took_ms" -le 7000
+	check "the waiting wake was answered ($(cat "$WORK/stuck-1.status"))" grep -Eq '^(200|503)$' "$WORK/stuck-1.status"
+	check "no sanitizer report" no_sanitizer_report K
+}
+
+t_reload_then_sigterm_while_an_old_ring_retries() {
+	begin "SIGHUP, then SIGTERM while the old config's ring repetition waits to retry: exit 0, no hang"
+	write_config "$WORK/ring.json" S '.apps.phone.ring_repeat_s = 1 | .shutdown_grace_s = 2'
+	local off t t0 now ok=0
+	for off in 2.0 2.2 2.4; do
+		start_gw G "$WORK/ring.json" || return
+		t=$(tok $((2270 + ${off/./})))
+		# the first alert is accepted (ringing starts), every repeat gets 503
+		sim_ctl S POST /script "{\"$t\": [{\"status\":200}, {\"status\":503,\"reason\":\"ServiceUnavailable\"}]}" >/dev/null
+		t0=$(date +%s%N)
+		api G POST /v1/wake "$(jq -cn --arg t "$t" '{devices:[{provider:"apns",remote_token:$t,app:"phone"}],call:{id:"ring-reload",from:"+1"},ttl:3}')"
+		kill -HUP "$GW_PID_G"
+		now=$(date +%s%N)
+		sleep "$(awk -v o="$off" -v e="$(( (now - t0) / 1000000 ))" 'BEGIN { d = o - e / 1000; print (d > 0 ? d : 0) }')"
+		kill -TERM "$GW_PID_G"
+		gw_exit_within G 15
+		[ "$GW_EXIT" = 0 ] && ok=$((ok + 1))
+		check "no sanitizer report (SIGTERM at ${off} s)" no_sanitizer_report G
+	done
+	expect_eq "all three stopped with exit 0" "$ok" 3
+	sim_ctl S POST /reset >/dev/null
+}
+
 wait_clients() { local j; for j in $(jobs -p); do case " ${PIDS[*]} " in *" $j "*) ;; *) wait "$j";; esac; done; }
 
 t_async_results_made_from_a_hung_registry() {
@@ -270,4 +315,6 @@ t_async_results_made_from_a_hung_registry
 t_probes_never_take_wake_capacity sqlite
 t_probes_never_take_wake_capacity postgresql
 t_readyz_follows_the_registry
+t_database_stays_hung
+t_reload_then_sigterm_while_an_old_ring_retries
 summary
