@@ -172,6 +172,7 @@ typedef struct request {
 	generation *gen; /* config + upstream this request uses */
 	struct MHD_Connection *conn;
 	const pgw_api_key *key; /* once authenticated; in gen's config */
+	const pgw_api_key *authed; /* the key its headers carry, checked before the body */
 	struct reg_call *call;  /* while suspended for the registry, until read */
 	route route;
 	bool bad_path;           /* an id in the path is not valid */
@@ -409,6 +410,10 @@ static enum MHD_Result send_body(struct MHD_Connection *c, request *r, int statu
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (status == 429 && r->retry_after[0])
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, r->retry_after);
+	/* draining: a kept-alive connection would only be cut at the end, with
+	 * the next request maybe on the wire; the client reconnects elsewhere */
+	if (atomic_load(&r->api->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(c, (unsigned)status, resp);
 	MHD_destroy_response(resp);
 	snprintf(labels, sizeof labels, "route=\"%s\",status=\"%d\"", route_names[r->route], status);
@@ -967,7 +972,8 @@ static bool is_json_type(struct MHD_Connection *c)
 static const pgw_api_key *require_key(struct MHD_Connection *c, request *r, unsigned scope,
 				      enum MHD_Result *ret)
 {
-	const pgw_api_key *key = authenticate(r->gen->cfg, c);
+	/* once per request: on_first_call() checked it before the body */
+	const pgw_api_key *key = r->authed ? r->authed : authenticate(r->gen->cfg, c);
 	char msg[160];
 
 	if (!key) {
@@ -1343,6 +1349,15 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 	}
 	if (atomic_load(&api->draining))
 		return send_error(c, r, 503, "shutting_down", "the gateway is shutting down; retry on another instance");
+	/* Key and scope before the body: a client without a key must not make
+	 * the gateway buffer bodies (up to limits.max_body_bytes each). */
+	{
+		enum MHD_Result ret = MHD_NO;
+		unsigned scope = r->route == ROUTE_WAKE || r->route == ROUTE_CANCEL ? PGW_SCOPE_WAKE
+										   : PGW_SCOPE_REGISTER;
+		if (!(r->authed = require_key(c, r, scope, &ret)))
+			return ret;
+	}
 	if (r->bad_path)
 		return send_error(c, r, 400, "invalid_request",
 				  "path: extension and device_id are 1 to 128 characters of A-Z a-z 0-9 . _ ~ + @ : = - (URL-encoded)");

@@ -30,11 +30,13 @@ struct regwatch {
 	pthread_cond_t cv;
 	bool stop;
 	atomic_bool healthy;
-	atomic_llong busy_since_ms; /* a registry call is running since; 0 = none */
+	atomic_llong busy_since_ms; /* a health check is running since; 0 = none */
 	int64_t next_count_ms;      /* watch thread only */
 };
 
-/* One round: health, then the size when it is due. */
+/* One round: health, then the size when it is due. Only the health check
+ * counts towards a stall: a count of a large table may take a while, and
+ * that says nothing about whether the registry serves. */
 static void watch_once(regwatch *w)
 {
 	int64_t t0 = pgw_now_ms(), took;
@@ -44,6 +46,7 @@ static void watch_once(regwatch *w)
 	atomic_store(&w->busy_since_ms, t0);
 	ok = registry_healthy(w->reg);
 	atomic_store(&w->healthy, ok);
+	atomic_store(&w->busy_since_ms, 0);
 	if (ok && t0 >= w->next_count_ms) {
 		int64_t c0 = pgw_now_ms();
 		if (registry_count(w->reg, &n) == PGW_OK)
@@ -52,7 +55,6 @@ static void watch_once(regwatch *w)
 		w->next_count_ms = c0 + (took * COUNT_DUTY > COUNT_MIN_PERIOD_MS ? took * COUNT_DUTY
 									: COUNT_MIN_PERIOD_MS);
 	}
-	atomic_store(&w->busy_since_ms, 0);
 }
 
 static void *watch_main(void *arg)

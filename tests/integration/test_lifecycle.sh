@@ -63,6 +63,8 @@ t_sigterm_drains_in_flight_wakes() {
 	api H POST /v1/wake "$(wake_body "$(tok 1410)")"
 	expect_eq "a new wake during the drain" "$STATUS" 503
 	expect_eq "code" "$(jqb .error.code)" shutting_down
+	check "the answer closes the connection (the client reconnects elsewhere)" \
+		grep -qi '^connection: close' <<<"$HEADERS"
 	api H GET /readyz "" ""
 	expect_eq "readyz during the drain" "$STATUS" 503
 	wait_jobs

@@ -75,6 +75,37 @@ t_slow_clients_are_cut_off_while_others_are_served() {
 	expect_eq "and it serves wakes afterwards" "$STATUS,$(jqb '.results[0].status')" 200,sent
 }
 
+# early_answer PORT AUTH_HEADER: send a wake's headers announcing a 60 KB
+# body and only 10 bytes of it; print the status the gateway answers within
+# 3 s without the rest (0: none).
+early_answer() {
+	python3 - "$1" "$2" <<'PYEOF'
+import socket, sys
+port, auth = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+head = "POST /v1/wake HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n"
+if auth:
+    head += "Authorization: " + auth + "\r\n"
+s.sendall((head + "\r\n").encode() + b'{"call":{"')
+s.settimeout(3)
+try:
+    data = s.recv(4096)
+except OSError:
+    data = b""
+print(int(data.split(b" ")[1]) if data.startswith(b"HTTP/1.") else 0)
+PYEOF
+}
+
+t_no_body_is_read_without_a_key() {
+	begin "a request without a valid key is refused before its body is read (no buffering for strangers)"
+	expect_eq "no key: 401 before the body" "$(early_answer "$GW_PORT_L" "")" 401
+	expect_eq "unknown key: 401 before the body" "$(early_answer "$GW_PORT_L" "Bearer not-a-key")" 401
+	expect_eq "a key without the wake scope: 403 before the body" \
+		"$(early_answer "$GW_PORT_L" "Bearer $KEY_REG")" 403
+	expect_eq "a valid key: the gateway waits for the body" \
+		"$(early_answer "$GW_PORT_L" "Bearer $KEY_WAKE")" 0
+}
+
 t_header_size_is_bounded() {
 	begin "request headers up to ~4 KB are served; larger ones get 431 and the gateway stays up"
 	local pad code
@@ -90,6 +121,7 @@ t_header_size_is_bounded() {
 }
 
 t_rate_limit_per_key
+t_no_body_is_read_without_a_key
 t_header_size_is_bounded
 t_slow_clients_are_cut_off_while_others_are_served
 stop_gw L
