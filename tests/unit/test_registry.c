@@ -235,14 +235,14 @@ static void test_sqlite_migration(void)
 	use_file(path);
 	reg = open_or_die();
 	registry_close(reg);
-	CHECK(query_int(path, "PRAGMA user_version") == 1);
+	CHECK(query_int(path, "PRAGMA user_version") == 2);
 	schema = query_int(path, "PRAGMA schema_version");
 	CHECK(schema > 0);
 	CHECK(pragma_is(path, "PRAGMA journal_mode", "wal"));
 	reg = open_or_die();
 	registry_close(reg);
 	CHECK(query_int(path, "PRAGMA schema_version") == schema);
-	CHECK(query_int(path, "PRAGMA user_version") == 1);
+	CHECK(query_int(path, "PRAGMA user_version") == 2);
 
 	TEST("sqlite migration: a new file is private to its owner");
 	snprintf(path, sizeof path, "%s/fresh.db", tmpdir);
