@@ -1215,7 +1215,7 @@ static void test_pg_migration(void)
 	use_url(url);
 	reg = open_or_die();
 	registry_close(reg);
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 	CHECK(pg_query_int(url, "SELECT count(*) FROM pushgw_schema") == 1);
 	xmin = pg_query_int(url, "SELECT xmin::text::bigint FROM pushgw_schema");
 	CHECK(xmin > 0);
@@ -1255,7 +1255,7 @@ static void test_pg_migration(void)
 		for (i = 0; i < 4; i++)
 			registry_close(regs[i]);
 	}
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 }
 
 /* Sessions the registry holds open on the server (all handles). */
