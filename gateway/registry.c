@@ -13,6 +13,11 @@
 #include "pushgw/util.h"
 
 #define ID_MAX 128
+/* SIP-edge bindings: the id is pushgw's own (random); the strings come from
+ * a REGISTER the SIP parser has already bounded. */
+#define BINDING_ID_MAX 64
+#define BINDING_TEXT_MAX 2048
+#define EDGE_MAX 255
 
 struct registry {
 	const registry_backend *ops;
@@ -313,6 +318,146 @@ pgw_err registry_count(registry *reg, uint64_t *n)
 	return reg->ops->count(reg->store, n);
 }
 
+/* ---- SIP-edge bindings ---- */
+
+static bool binding_id_ok(const char *s)
+{
+	size_t i;
+
+	if (!s || !*s)
+		return false;
+	for (i = 0; s[i]; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (i >= BINDING_ID_MAX)
+			return false;
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* 1..max bytes of UTF-8 without control characters (a tab aside): what a
+ * header value may hold, and what both stores keep byte for byte
+ * (PostgreSQL text refuses bad UTF-8; refusing it here keeps them alike). */
+static bool text_ok(const char *s, size_t max)
+{
+	size_t i = 0, len, step;
+
+	if (!s || !*s)
+		return false;
+	len = strlen(s);
+	if (len > max)
+		return false;
+	while (i < len) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return false;
+		step = pgw_utf8_len((const unsigned char *)s + i, len - i);
+		if (!step)
+			return false;
+		i += step;
+	}
+	return true;
+}
+
+/* b->app, when set, must name t's app: the store keeps t's app (or none). */
+static bool binding_storable(const registry_binding *b, const pgw_target *t)
+{
+	if (!b || !binding_id_ok(b->id) || !text_ok(b->edge, EDGE_MAX) ||
+	    !text_ok(b->aor, BINDING_TEXT_MAX) || !registry_valid_extension(b->extension) ||
+	    !text_ok(b->contact, BINDING_TEXT_MAX) ||
+	    (b->instance && !text_ok(b->instance, BINDING_TEXT_MAX)) || b->expires_at_ms <= 0)
+		return false;
+	if (t && !target_storable(t))
+		return false;
+	return !b->app || (t && strcmp(b->app, t->app->name) == 0);
+}
+
+pgw_err registry_binding_put(registry *reg, const registry_binding *b, const pgw_target *t,
+			     bool *created)
+{
+	registry_binding_outcome res = { 0 };
+	char red_token[32], red_id[32];
+	pgw_err err;
+
+	if (created)
+		*created = false;
+	if (!reg || !binding_storable(b, t))
+		return PGW_EINVAL;
+	err = reg->ops->binding_put(reg->store, b, t, pgw_wall_ms(), &res);
+	if (err != PGW_OK)
+		return err;
+	/* The binding id is the key to the phone's calls at the PBX: redacted. */
+	if (res.moved)
+		pgw_log(PGW_LOG_INFO, "registry: device moved", "extension", b->extension,
+			"binding", pgw_redact(b->id, red_id, sizeof red_id), "token",
+			pgw_redact(registry_identity_token(t), red_token, sizeof red_token), NULL);
+	if (created)
+		*created = res.created;
+	return PGW_OK;
+}
+
+pgw_err registry_binding_get(registry *reg, const char *id, registry_binding **out)
+{
+	*out = NULL;
+	if (!reg || !binding_id_ok(id))
+		return PGW_EINVAL;
+	return reg->ops->binding_get(reg->store, id, out);
+}
+
+pgw_err registry_binding_find(registry *reg, const char *edge, const char *aor,
+			      const char *instance, const pgw_target *t, registry_binding **out)
+{
+	*out = NULL;
+	if (!reg || !text_ok(edge, EDGE_MAX) || !text_ok(aor, BINDING_TEXT_MAX) ||
+	    (instance && !text_ok(instance, BINDING_TEXT_MAX)) || (t && !target_storable(t)))
+		return PGW_EINVAL;
+	if (!instance && !t)
+		return PGW_ENOTFOUND;
+	return reg->ops->binding_find(reg->store, edge, aor, instance, t, out);
+}
+
+pgw_err registry_binding_list(registry *reg, const char *edge, int64_t now_ms,
+			      registry_binding **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!reg || !text_ok(edge, EDGE_MAX))
+		return PGW_EINVAL;
+	return reg->ops->binding_list(reg->store, edge, now_ms, out, n);
+}
+
+pgw_err registry_binding_delete(registry *reg, const char *id)
+{
+	int removed = 0;
+	pgw_err err;
+
+	if (!reg || !binding_id_ok(id))
+		return PGW_EINVAL;
+	err = reg->ops->binding_remove(reg->store, id, &removed);
+	if (err != PGW_OK)
+		return err;
+	return removed ? PGW_OK : PGW_ENOTFOUND;
+}
+
+pgw_err registry_binding_expire(registry *reg, const char *edge, int64_t now_ms, int *removed)
+{
+	int n = 0;
+	pgw_err err;
+
+	if (removed)
+		*removed = 0;
+	if (!reg || !text_ok(edge, EDGE_MAX))
+		return PGW_EINVAL;
+	err = reg->ops->binding_expire(reg->store, edge, now_ms, &n);
+	if (err == PGW_OK && removed)
+		*removed = n;
+	return err;
+}
+
 /* ---- records ---- */
 
 static void device_clear(registry_device *d)
@@ -345,6 +490,52 @@ registry_device *registry_devices_push(registry_device **arr, size_t *n, size_t 
 	if (*n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 4;
 		registry_device *grown = realloc(*arr, ncap * sizeof **arr);
+
+		if (!grown)
+			return NULL;
+		*arr = grown;
+		*cap = ncap;
+	}
+	slot = &(*arr)[(*n)++];
+	memset(slot, 0, sizeof *slot);
+	return slot;
+}
+
+static void binding_clear(registry_binding *b)
+{
+	free(b->id);
+	free(b->edge);
+	free(b->aor);
+	free(b->extension);
+	free(b->contact);
+	free(b->instance);
+	free(b->app);
+	memset(b, 0, sizeof *b);
+}
+
+void registry_bindings_free(registry_binding *b, size_t n)
+{
+	size_t i;
+
+	if (!b)
+		return;
+	for (i = 0; i < n; i++)
+		binding_clear(&b[i]);
+	free(b);
+}
+
+void registry_binding_free(registry_binding *b)
+{
+	registry_bindings_free(b, 1);
+}
+
+registry_binding *registry_bindings_push(registry_binding **arr, size_t *n, size_t *cap)
+{
+	registry_binding *slot;
+
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 4;
+		registry_binding *grown = realloc(*arr, ncap * sizeof **arr);
 
 		if (!grown)
 			return NULL;

@@ -157,6 +157,86 @@ static const char *const migrations[] = {
 	"    GET DIAGNOSTICS changed = ROW_COUNT;"
 	"  END IF;"
 	"END $$;",
+	/* SIP-edge bindings, as in the SQLite file: a binding's push target is
+	 * the device row (extension, device_id = id). A binding put takes the
+	 * locks pushgw_put() takes and the binding's own, in the one global
+	 * order, then writes its device row through pushgw_put() itself (the
+	 * locks are already held) and the binding row, all in one transaction.
+	 * Removals delete the binding row first (its row lock orders them
+	 * against a put of the same binding), then in a later statement, which
+	 * sees what such a put committed, the device row it names. */
+	"CREATE TABLE pushgw_sip_binding ("
+	"  id text PRIMARY KEY,"
+	"  edge text NOT NULL,"
+	"  aor text NOT NULL,"
+	"  extension text NOT NULL,"
+	"  contact text NOT NULL,"
+	"  instance text,"
+	"  app text,"
+	"  expires_at bigint NOT NULL,"
+	"  updated_at bigint NOT NULL);"
+	"CREATE INDEX pushgw_sip_binding_by_instance ON pushgw_sip_binding (edge, aor, instance);"
+	"CREATE INDEX pushgw_sip_binding_by_expiry ON pushgw_sip_binding (edge, expires_at);"
+	/* p_provider NULL: no push target, so no device row. */
+	"CREATE FUNCTION pushgw_binding_put(p_id text, p_edge text, p_aor text, p_ext text,"
+	"    p_contact text, p_instance text, p_expires bigint, p_provider smallint,"
+	"    p_app text, p_token text, p_remote text, p_env smallint, p_call_str bytea,"
+	"    p_call_snd bytea, p_silent boolean, OUT created boolean, OUT moved integer)"
+	"  LANGUAGE plpgsql AS $$"
+	"DECLARE"
+	"  old_ext text;"
+	"  k bigint;"
+	"BEGIN"
+	"  FOR k IN SELECT DISTINCT key FROM unnest(ARRAY["
+	"      pushgw_token_key(p_provider, p_app, coalesce(p_token, p_remote)),"
+	"      pushgw_token_key(p_provider, p_app, p_remote),"
+	"      hashtextextended(format('d/%s/%s', p_ext, p_id), 0),"
+	"      hashtextextended(format('b/%s', p_id), 0)]) AS key"
+	"    WHERE key IS NOT NULL ORDER BY key LOOP"
+	"    PERFORM pg_advisory_xact_lock(k);"
+	"  END LOOP;"
+	"  SELECT b.extension INTO old_ext FROM pushgw_sip_binding b WHERE b.id = p_id FOR UPDATE;"
+	"  created := NOT FOUND;"
+	"  moved := 0;"
+	"  IF old_ext <> p_ext THEN"
+	"    DELETE FROM pushgw_device WHERE extension = old_ext AND device_id = p_id;"
+	"  END IF;"
+	"  IF p_provider IS NULL THEN"
+	"    DELETE FROM pushgw_device WHERE extension = p_ext AND device_id = p_id;"
+	"  ELSE"
+	"    SELECT r.moved INTO moved FROM pushgw_put(p_ext, p_id, p_provider, p_app, p_token,"
+	"      p_remote, p_env, p_call_str, p_call_snd, p_silent, NULL) r;"
+	"  END IF;"
+	"  INSERT INTO pushgw_sip_binding (id, edge, aor, extension, contact, instance, app,"
+	"      expires_at, updated_at)"
+	"    VALUES (p_id, p_edge, p_aor, p_ext, p_contact, p_instance,"
+	"      CASE WHEN p_provider IS NULL THEN NULL ELSE p_app END, p_expires, pushgw_now_ms())"
+	"    ON CONFLICT (id) DO UPDATE SET edge = EXCLUDED.edge, aor = EXCLUDED.aor,"
+	"      extension = EXCLUDED.extension, contact = EXCLUDED.contact,"
+	"      instance = EXCLUDED.instance, app = EXCLUDED.app,"
+	"      expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at;"
+	"END $$;"
+	/* p_id: that binding; else p_edge's bindings expired at p_now. */
+	"CREATE FUNCTION pushgw_binding_remove(p_id text, p_edge text, p_now bigint,"
+	"    OUT removed integer)"
+	"  LANGUAGE plpgsql AS $$"
+	"DECLARE"
+	"  exts text[];"
+	"  ids text[];"
+	"BEGIN"
+	"  IF p_id IS NOT NULL THEN"
+	"    WITH gone AS (DELETE FROM pushgw_sip_binding b WHERE b.id = p_id"
+	"        RETURNING b.extension, b.id)"
+	"      SELECT array_agg(g.extension), array_agg(g.id) INTO exts, ids FROM gone g;"
+	"  ELSE"
+	"    WITH gone AS (DELETE FROM pushgw_sip_binding b"
+	"        WHERE b.edge = p_edge AND b.expires_at <= p_now RETURNING b.extension, b.id)"
+	"      SELECT array_agg(g.extension), array_agg(g.id) INTO exts, ids FROM gone g;"
+	"  END IF;"
+	"  removed := coalesce(cardinality(ids), 0);"
+	"  DELETE FROM pushgw_device d USING unnest(exts, ids) AS g(extension, id)"
+	"    WHERE d.extension = g.extension AND d.device_id = g.id;"
+	"END $$;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -164,6 +244,11 @@ static const char *const migrations[] = {
 #define DEVICE_COLUMNS                                                         \
 	"extension, device_id, provider, app, token, remote_token, environment, " \
 	"encode(call_str, 'hex'), encode(call_snd, 'hex'), silent, created_at, updated_at"
+
+#define BINDING_COLUMNS "id, edge, aor, extension, contact, instance, app, expires_at, updated_at"
+#define BINDING_COLUMNS_B                                                     \
+	"b.id, b.edge, b.aor, b.extension, b.contact, b.instance, b.app, b.expires_at, " \
+	"b.updated_at"
 
 enum stmt_id {
 	PS_PUT,
@@ -175,6 +260,12 @@ enum stmt_id {
 	PS_SET_ENV,
 	PS_COUNT,
 	PS_PING,
+	PS_BINDING_PUT,
+	PS_BINDING_REMOVE,
+	PS_BINDING_GET,
+	PS_BINDING_BY_INSTANCE,
+	PS_BINDING_BY_TOKEN,
+	PS_BINDING_LIST,
 	PS_N_STATEMENTS,
 };
 
@@ -205,11 +296,33 @@ static const char *const stmt_sql[PS_N_STATEMENTS] = {
 		       " AND (coalesce(token, remote_token) = $3 OR remote_token = $3)",
 	[PS_COUNT] = "SELECT count(*) FROM pushgw_device",
 	[PS_PING] = "SELECT 1",
+	[PS_BINDING_PUT] = "SELECT created, moved FROM pushgw_binding_put($1::text, $2::text,"
+			   " $3::text, $4::text, $5::text, $6::text, $7::bigint, $8::smallint,"
+			   " $9::text, $10::text, $11::text, $12::smallint, $13::bytea, $14::bytea,"
+			   " $15::boolean)",
+	[PS_BINDING_REMOVE] = "SELECT removed FROM pushgw_binding_remove($1::text, $2::text,"
+			      " $3::bigint)",
+	[PS_BINDING_GET] = "SELECT " BINDING_COLUMNS " FROM pushgw_sip_binding WHERE id = $1",
+	[PS_BINDING_BY_INSTANCE] = "SELECT " BINDING_COLUMNS " FROM pushgw_sip_binding"
+				   " WHERE edge = $1 AND aor = $2 AND instance = $3"
+				   " ORDER BY updated_at DESC, id LIMIT 1",
+	/* Either token, as a put's move takes either: an iPhone that gained a
+	 * VoIP token is still the phone of its alert token. */
+	[PS_BINDING_BY_TOKEN] = "SELECT " BINDING_COLUMNS_B " FROM pushgw_device d"
+				" JOIN pushgw_sip_binding b"
+				" ON b.id = d.device_id AND b.extension = d.extension"
+				" WHERE b.edge = $1 AND b.aor = $2 AND d.provider = $3::smallint"
+				" AND d.app = $4 AND (coalesce(d.token, d.remote_token) = $5::text"
+				" OR d.remote_token = $6::text)"
+				" ORDER BY b.updated_at DESC, b.id LIMIT 1",
+	[PS_BINDING_LIST] = "SELECT " BINDING_COLUMNS " FROM pushgw_sip_binding"
+			    " WHERE edge = $1 AND expires_at > $2::bigint ORDER BY expires_at, id",
 };
 
 static const char *const stmt_name[PS_N_STATEMENTS] = {
 	"put", "list", "get", "delete_device", "delete_extension", "prune", "set_env",
-	"count", "ping",
+	"count", "ping", "binding_put", "binding_remove", "binding_get", "binding_by_instance",
+	"binding_by_token", "binding_list",
 };
 
 /* One pooled connection; used by one thread at a time. Statements are
@@ -389,9 +502,9 @@ static pgw_err conn_prepare(pg_conn *c, enum stmt_id id)
 
 /* Parameters of one call: text, or raw bytes where len[i] > 0 (bytea). */
 typedef struct call_params {
-	const char *val[12];
-	int len[12];
-	int fmt[12];
+	const char *val[16];
+	int len[16];
+	int fmt[16];
 	int n;
 } call_params;
 
@@ -1233,6 +1346,238 @@ static bool pg_healthy(registry_store *s)
 	return !down && pgw_now_ms() - atomic_load(&s->last_ok_ms) < BUSY_STUCK_MS;
 }
 
+/* ---- SIP-edge bindings ---- */
+
+typedef struct binding_put_call {
+	const registry_binding *b;
+	const pgw_target *t; /* NULL: no push target, no device row */
+	registry_binding_outcome *out;
+} binding_put_call;
+
+static pgw_err binding_put_op(pg_conn *c, void *arg)
+{
+	binding_put_call *p = arg;
+	const registry_binding *b = p->b;
+	const pgw_target *t = p->t;
+	call_params params = { .n = 0 };
+	char expires[24], provider[8], env[8];
+	PGresult *res;
+	pgw_err err;
+
+	snprintf(expires, sizeof expires, "%lld", (long long)b->expires_at_ms);
+	param_text(&params, b->id);
+	param_text(&params, b->edge);
+	param_text(&params, b->aor);
+	param_text(&params, b->extension);
+	param_text(&params, b->contact);
+	param_text(&params, b->instance);
+	param_text(&params, expires);
+	if (t) {
+		snprintf(provider, sizeof provider, "%d", (int)t->provider);
+		snprintf(env, sizeof env, "%d", (int)t->environment);
+	}
+	param_text(&params, t ? provider : NULL);
+	param_text(&params, t ? t->app->name : NULL);
+	param_text(&params, t ? t->token : NULL);
+	param_text(&params, t ? t->remote_token : NULL);
+	param_text(&params, t ? env : NULL);
+	param_bytes(&params, t ? t->call_str : NULL);
+	param_bytes(&params, t ? t->call_snd : NULL);
+	param_text(&params, t ? (t->silent ? "true" : "false") : NULL);
+	err = conn_run(c, PS_BINDING_PUT, &params, PGRES_TUPLES_OK, &res);
+	if (err != PGW_OK)
+		return err;
+	if (PQntuples(res) == 1) {
+		p->out->created = PQgetvalue(res, 0, 0)[0] == 't';
+		p->out->moved = atoi(PQgetvalue(res, 0, 1));
+	} else {
+		err = PGW_EIO;
+	}
+	PQclear(res);
+	return err;
+}
+
+/* One statement in its own transaction: durable once it returns, and
+ * run again whole when it loses a race. */
+static pgw_err pg_binding_put(registry_store *s, const registry_binding *b, const pgw_target *t,
+			      int64_t now_ms, registry_binding_outcome *out)
+{
+	binding_put_call p = { .b = b, .t = t, .out = out };
+
+	(void)now_ms; /* the server's clock stamps the row */
+	return store_call(s, ACQUIRE_TIMEOUT_MS, binding_put_op, &p);
+}
+
+typedef struct binding_remove_call {
+	const char *id;   /* a removal: this binding, or */
+	const char *edge; /* an expiry: the edge's bindings expired at now_ms */
+	int64_t now_ms;
+	int removed;
+} binding_remove_call;
+
+static pgw_err binding_remove_op(pg_conn *c, void *arg)
+{
+	binding_remove_call *r = arg;
+	call_params params = { .n = 0 };
+	char now[24];
+	PGresult *res;
+	pgw_err err;
+
+	snprintf(now, sizeof now, "%lld", (long long)r->now_ms);
+	param_text(&params, r->id);
+	param_text(&params, r->id ? NULL : r->edge);
+	param_text(&params, r->id ? NULL : now);
+	err = conn_run(c, PS_BINDING_REMOVE, &params, PGRES_TUPLES_OK, &res);
+	if (err != PGW_OK)
+		return err;
+	if (PQntuples(res) == 1)
+		r->removed = atoi(PQgetvalue(res, 0, 0));
+	else
+		err = PGW_EIO;
+	PQclear(res);
+	return err;
+}
+
+static pgw_err pg_binding_remove(registry_store *s, const char *id, int *removed)
+{
+	binding_remove_call r = { .id = id };
+	pgw_err err = store_call(s, ACQUIRE_TIMEOUT_MS, binding_remove_op, &r);
+
+	*removed = err == PGW_OK ? r.removed : 0;
+	return err;
+}
+
+static pgw_err pg_binding_expire(registry_store *s, const char *edge, int64_t now_ms,
+				 int *removed)
+{
+	binding_remove_call r = { .edge = edge, .now_ms = now_ms };
+	pgw_err err = store_call(s, ACQUIRE_TIMEOUT_MS, binding_remove_op, &r);
+
+	*removed = err == PGW_OK ? r.removed : 0;
+	return err;
+}
+
+/* Columns in BINDING_COLUMNS order, into a zeroed record (which keeps what
+ * was copied when this fails: the caller frees the lot). */
+static pgw_err binding_from_row(const PGresult *res, int row, registry_binding *b)
+{
+	if (value_dup(res, row, 0, &b->id) != PGW_OK || value_dup(res, row, 1, &b->edge) != PGW_OK ||
+	    value_dup(res, row, 2, &b->aor) != PGW_OK ||
+	    value_dup(res, row, 3, &b->extension) != PGW_OK ||
+	    value_dup(res, row, 4, &b->contact) != PGW_OK ||
+	    value_dup(res, row, 5, &b->instance) != PGW_OK ||
+	    value_dup(res, row, 6, &b->app) != PGW_OK)
+		return PGW_ENOMEM;
+	b->expires_at_ms = strtoll(PQgetvalue(res, row, 7), NULL, 10);
+	b->updated_at_ms = strtoll(PQgetvalue(res, row, 8), NULL, 10);
+	return PGW_OK;
+}
+
+/* One binding read: stmt says which of the other fields count. */
+typedef struct binding_query {
+	enum stmt_id stmt;
+	const char *id, *edge, *aor, *instance;
+	const pgw_target *t;
+	int64_t now_ms;
+	registry_binding **out;
+	size_t n;
+} binding_query;
+
+static void binding_query_params(const binding_query *q, call_params *params, char *num,
+				 size_t numlen)
+{
+	switch (q->stmt) {
+	case PS_BINDING_GET:
+		param_text(params, q->id);
+		break;
+	case PS_BINDING_LIST:
+		snprintf(num, numlen, "%lld", (long long)q->now_ms);
+		param_text(params, q->edge);
+		param_text(params, num);
+		break;
+	case PS_BINDING_BY_INSTANCE:
+		param_text(params, q->edge);
+		param_text(params, q->aor);
+		param_text(params, q->instance);
+		break;
+	default: /* PS_BINDING_BY_TOKEN */
+		snprintf(num, numlen, "%d", (int)q->t->provider);
+		param_text(params, q->edge);
+		param_text(params, q->aor);
+		param_text(params, num);
+		param_text(params, q->t->app->name);
+		param_text(params, registry_identity_token(q->t));
+		param_text(params, q->t->remote_token);
+		break;
+	}
+}
+
+static pgw_err binding_read_op(pg_conn *c, void *arg)
+{
+	binding_query *q = arg;
+	call_params params = { .n = 0 };
+	registry_binding *arr = NULL;
+	size_t count = 0, cap = 0;
+	char num[24];
+	PGresult *res;
+	pgw_err err;
+	int row;
+
+	binding_query_params(q, &params, num, sizeof num);
+	err = conn_run(c, q->stmt, &params, PGRES_TUPLES_OK, &res);
+	if (err != PGW_OK)
+		return err;
+	for (row = 0; err == PGW_OK && row < PQntuples(res); row++) {
+		registry_binding *b = registry_bindings_push(&arr, &count, &cap);
+
+		err = b ? binding_from_row(res, row, b) : PGW_ENOMEM;
+	}
+	PQclear(res);
+	if (err != PGW_OK) {
+		registry_bindings_free(arr, count);
+		return err;
+	}
+	*q->out = arr;
+	q->n = count;
+	return PGW_OK;
+}
+
+/* A read of at most one binding; PGW_ENOTFOUND when there is none. */
+static pgw_err binding_read_one(registry_store *s, binding_query *q)
+{
+	pgw_err err = store_call(s, ACQUIRE_TIMEOUT_MS, binding_read_op, q);
+
+	if (err == PGW_OK && q->n == 0)
+		return PGW_ENOTFOUND;
+	return err;
+}
+
+static pgw_err pg_binding_get(registry_store *s, const char *id, registry_binding **out)
+{
+	binding_query q = { .stmt = PS_BINDING_GET, .id = id, .out = out };
+
+	return binding_read_one(s, &q);
+}
+
+static pgw_err pg_binding_find(registry_store *s, const char *edge, const char *aor,
+			       const char *instance, const pgw_target *t, registry_binding **out)
+{
+	binding_query q = { .stmt = instance ? PS_BINDING_BY_INSTANCE : PS_BINDING_BY_TOKEN,
+			    .edge = edge, .aor = aor, .instance = instance, .t = t, .out = out };
+
+	return binding_read_one(s, &q);
+}
+
+static pgw_err pg_binding_list(registry_store *s, const char *edge, int64_t now_ms,
+			       registry_binding **out, size_t *n)
+{
+	binding_query q = { .stmt = PS_BINDING_LIST, .edge = edge, .now_ms = now_ms, .out = out };
+	pgw_err err = store_call(s, ACQUIRE_TIMEOUT_MS, binding_read_op, &q);
+
+	*n = err == PGW_OK ? q.n : 0;
+	return err;
+}
+
 const registry_backend registry_pg_backend = {
 	.name = "postgresql",
 	.open = pg_open,
@@ -1245,4 +1590,10 @@ const registry_backend registry_pg_backend = {
 	.set_environment = pg_set_environment,
 	.count = pg_count,
 	.healthy = pg_healthy,
+	.binding_put = pg_binding_put,
+	.binding_get = pg_binding_get,
+	.binding_find = pg_binding_find,
+	.binding_list = pg_binding_list,
+	.binding_remove = pg_binding_remove,
+	.binding_expire = pg_binding_expire,
 };

@@ -60,12 +60,40 @@ static const char *const migrations[] = {
 	"  BEGIN UPDATE device_count SET n = n + 1; END;"
 	"CREATE TRIGGER device_removed AFTER DELETE ON device"
 	"  BEGIN UPDATE device_count SET n = n - 1; END;",
+	/* SIP-edge bindings. A binding's push target is the device row
+	 * (extension, device_id = id); a refresh finds its binding by
+	 * instance, or through that row by token. Each edge loads and expires
+	 * only its own bindings. */
+	"CREATE TABLE sip_binding ("
+	"  id TEXT PRIMARY KEY,"
+	"  edge TEXT NOT NULL,"
+	"  aor TEXT NOT NULL,"
+	"  extension TEXT NOT NULL,"
+	"  contact TEXT NOT NULL,"
+	"  instance TEXT,"
+	"  app TEXT,"
+	"  expires_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL);"
+	"CREATE INDEX sip_binding_by_instance ON sip_binding(edge, aor, instance);"
+	"CREATE INDEX sip_binding_by_expiry ON sip_binding(edge, expires_at);",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 #define DEVICE_COLUMNS                                                     \
 	"extension, device_id, provider, app, token, remote_token, "       \
 	"environment, call_str, call_snd, silent, created_at, updated_at"
+
+#define BINDING_COLUMNS                                                    \
+	"id, edge, aor, extension, contact, instance, app, expires_at, updated_at"
+#define BINDING_COLUMNS_B                                                  \
+	"b.id, b.edge, b.aor, b.extension, b.contact, b.instance, b.app, "  \
+	"b.expires_at, b.updated_at"
+/* The device row of binding ?1, when the binding is not under extension
+ * ?2 (NULL: whatever its extension). */
+#define BINDING_DEVICE                                                     \
+	"device_id = ?1 AND extension = (SELECT extension FROM sip_binding"  \
+	" WHERE id = ?1 AND (?2 IS NULL OR extension <> ?2))"
+#define BINDING_EXPIRED "edge = ?1 AND expires_at <= ?2"
 
 /* The identity expression must match the index text for the planner. */
 #define SAME_TOKEN "provider = ?1 AND app = ?2 AND coalesce(token, remote_token) = ?3"
@@ -96,6 +124,16 @@ enum stmt_id {
 	ST_GET,
 	ST_CREATED_AT,
 	ST_COUNT,
+	ST_BINDING_UPDATE,
+	ST_BINDING_INSERT,
+	ST_BINDING_DELETE_DEVICE,
+	ST_BINDING_DELETE,
+	ST_BINDING_EXPIRE_DEVICES,
+	ST_BINDING_EXPIRE,
+	ST_BINDING_GET,
+	ST_BINDING_BY_INSTANCE,
+	ST_BINDING_BY_TOKEN,
+	ST_BINDING_LIST,
 	ST_N_STATEMENTS,
 };
 
@@ -130,6 +168,35 @@ static const char *const stmt_sql[ST_N_STATEMENTS] = {
 		   " WHERE extension = ?1 AND device_id = ?2",
 	[ST_CREATED_AT] = "SELECT created_at FROM device WHERE extension = ?1 AND device_id = ?2",
 	[ST_COUNT] = "SELECT n FROM device_count",
+	[ST_BINDING_UPDATE] = "UPDATE sip_binding SET edge = ?2, aor = ?3, extension = ?4,"
+			      " contact = ?5, instance = ?6, app = ?7, expires_at = ?8,"
+			      " updated_at = ?9 WHERE id = ?1",
+	[ST_BINDING_INSERT] = "INSERT INTO sip_binding (" BINDING_COLUMNS ")"
+			      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[ST_BINDING_DELETE_DEVICE] = "DELETE FROM device WHERE " BINDING_DEVICE,
+	[ST_BINDING_DELETE] = "DELETE FROM sip_binding WHERE id = ?1",
+	[ST_BINDING_EXPIRE_DEVICES] = "DELETE FROM device WHERE id IN (SELECT d.id"
+				      " FROM sip_binding b JOIN device d"
+				      " ON d.extension = b.extension AND d.device_id = b.id"
+				      " WHERE b." BINDING_EXPIRED ")",
+	[ST_BINDING_EXPIRE] = "DELETE FROM sip_binding WHERE " BINDING_EXPIRED,
+	[ST_BINDING_GET] = "SELECT " BINDING_COLUMNS " FROM sip_binding WHERE id = ?1",
+	[ST_BINDING_BY_INSTANCE] = "SELECT " BINDING_COLUMNS " FROM sip_binding"
+				   " WHERE edge = ?1 AND aor = ?2 AND instance = ?3"
+				   " ORDER BY updated_at DESC, id LIMIT 1",
+	/* Either token, as a put's move takes either: an iPhone that gained a
+	 * VoIP token is still the phone of its alert token. One index each
+	 * (an OR would walk the app's every device). */
+	[ST_BINDING_BY_TOKEN] = "SELECT " BINDING_COLUMNS_B " FROM device d JOIN sip_binding b"
+				" ON b.id = d.device_id AND b.extension = d.extension"
+				" WHERE b.edge = ?1 AND b.aor = ?2 AND d.id IN ("
+				"SELECT id FROM device WHERE provider = ?3 AND app = ?4"
+				" AND coalesce(token, remote_token) = ?5 UNION ALL"
+				" SELECT id FROM device WHERE provider = ?3 AND app = ?4"
+				" AND remote_token = ?6)"
+				" ORDER BY b.updated_at DESC, b.id LIMIT 1",
+	[ST_BINDING_LIST] = "SELECT " BINDING_COLUMNS " FROM sip_binding"
+			    " WHERE edge = ?1 AND expires_at > ?2 ORDER BY expires_at, id",
 };
 
 /* One SQLite connection and its prepared statements (made on first use and
@@ -1097,6 +1164,310 @@ static pgw_err sqlite_count(registry_store *reg, uint64_t *n)
 	return err;
 }
 
+/* ---- SIP-edge bindings ---- */
+
+typedef struct binding_put_op {
+	write_op op;
+	const registry_binding *b;
+	const pgw_target *t;
+	int64_t now_ms;
+	bool created;
+	int moved;
+} binding_put_op;
+
+/* The device row of binding id: only when the binding is under another
+ * extension than other_than (it is moving there), or wherever it is
+ * (other_than NULL, for a removal). */
+static pgw_err binding_device_delete(reg_conn *c, const char *id, const char *other_than)
+{
+	sqlite3_stmt *st = conn_stmt(c, ST_BINDING_DELETE_DEVICE);
+
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, id);
+	bind_text(st, 2, other_than);
+	return conn_exec(c, st, "delete binding device");
+}
+
+/* The device row (b->extension, b->id): t written exactly as a put with
+ * every app allowed writes it (moves included), or no row at all. */
+static pgw_err binding_device_write(reg_conn *c, binding_put_op *p)
+{
+	put_op dev = { .op.run = put_run, .ext = p->b->extension, .device_id = p->b->id,
+		       .t = p->t, .now_ms = p->now_ms };
+	sqlite3_stmt *st;
+	pgw_err err;
+
+	if (p->t) {
+		err = put_run(c, &dev.op);
+		p->moved = dev.moved;
+		return err;
+	}
+	st = conn_stmt(c, ST_DELETE_DEVICE);
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, p->b->extension);
+	bind_text(st, 2, p->b->id);
+	return conn_exec(c, st, "delete device");
+}
+
+/* Binds ?1..?9 in the order both ST_BINDING_UPDATE and ST_BINDING_INSERT use. */
+static void binding_bind(sqlite3_stmt *st, const binding_put_op *p)
+{
+	const registry_binding *b = p->b;
+
+	bind_text(st, 1, b->id);
+	bind_text(st, 2, b->edge);
+	bind_text(st, 3, b->aor);
+	bind_text(st, 4, b->extension);
+	bind_text(st, 5, b->contact);
+	bind_text(st, 6, b->instance);
+	bind_text(st, 7, p->t ? p->t->app->name : NULL);
+	sqlite3_bind_int64(st, 8, b->expires_at_ms);
+	sqlite3_bind_int64(st, 9, p->now_ms);
+}
+
+/* The old device row goes first (while the binding still says where it
+ * was), then the new one, then the binding row itself. */
+static pgw_err binding_put_run(reg_conn *c, write_op *op)
+{
+	binding_put_op *p = (binding_put_op *)op;
+	sqlite3_stmt *st;
+	int changed;
+	pgw_err err;
+
+	p->moved = 0;
+	err = binding_device_delete(c, p->b->id, p->b->extension);
+	if (err == PGW_OK)
+		err = binding_device_write(c, p);
+	if (err != PGW_OK)
+		return err;
+	st = conn_stmt(c, ST_BINDING_UPDATE);
+	if (!st)
+		return PGW_EIO;
+	binding_bind(st, p);
+	err = step_changes(c, st, "update binding", &changed);
+	if (err != PGW_OK)
+		return err;
+	p->created = changed == 0;
+	if (!p->created)
+		return PGW_OK;
+	st = conn_stmt(c, ST_BINDING_INSERT);
+	if (!st)
+		return PGW_EIO;
+	binding_bind(st, p);
+	return conn_exec(c, st, "insert binding");
+}
+
+static pgw_err sqlite_binding_put(registry_store *reg, const registry_binding *b,
+				  const pgw_target *t, int64_t now_ms,
+				  registry_binding_outcome *out)
+{
+	binding_put_op p = { .op.run = binding_put_run, .b = b, .t = t, .now_ms = now_ms };
+	pgw_err err = store_write(reg, &p.op);
+
+	if (err != PGW_OK)
+		return err;
+	out->created = p.created;
+	out->moved = p.moved;
+	return PGW_OK;
+}
+
+typedef struct binding_remove_op {
+	write_op op;
+	const char *id;   /* a removal: this binding */
+	const char *edge; /* an expiry: the edge's bindings expired at now_ms */
+	int64_t now_ms;
+	int removed;
+} binding_remove_op;
+
+/* Device rows first: they are found through their bindings. */
+static pgw_err binding_delete_run(reg_conn *c, write_op *op)
+{
+	binding_remove_op *r = (binding_remove_op *)op;
+	sqlite3_stmt *st;
+	pgw_err err;
+
+	r->removed = 0;
+	err = binding_device_delete(c, r->id, NULL);
+	if (err != PGW_OK)
+		return err;
+	st = conn_stmt(c, ST_BINDING_DELETE);
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, r->id);
+	return step_changes(c, st, "delete binding", &r->removed);
+}
+
+static pgw_err binding_expire_run(reg_conn *c, write_op *op)
+{
+	binding_remove_op *r = (binding_remove_op *)op;
+	sqlite3_stmt *st = conn_stmt(c, ST_BINDING_EXPIRE_DEVICES);
+	pgw_err err;
+
+	r->removed = 0;
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, r->edge);
+	sqlite3_bind_int64(st, 2, r->now_ms);
+	err = conn_exec(c, st, "expire binding devices");
+	if (err != PGW_OK)
+		return err;
+	st = conn_stmt(c, ST_BINDING_EXPIRE);
+	if (!st)
+		return PGW_EIO;
+	bind_text(st, 1, r->edge);
+	sqlite3_bind_int64(st, 2, r->now_ms);
+	return step_changes(c, st, "expire bindings", &r->removed);
+}
+
+static pgw_err sqlite_binding_remove(registry_store *reg, const char *id, int *removed)
+{
+	binding_remove_op r = { .op.run = binding_delete_run, .id = id };
+	pgw_err err = store_write(reg, &r.op);
+
+	*removed = err == PGW_OK ? r.removed : 0;
+	return err;
+}
+
+static pgw_err sqlite_binding_expire(registry_store *reg, const char *edge, int64_t now_ms,
+				     int *removed)
+{
+	binding_remove_op r = { .op.run = binding_expire_run, .edge = edge, .now_ms = now_ms };
+	pgw_err err = store_write(reg, &r.op);
+
+	*removed = err == PGW_OK ? r.removed : 0;
+	return err;
+}
+
+/* Columns in BINDING_COLUMNS order, into a zeroed record (which keeps
+ * what was copied when this fails: the caller frees the lot). */
+static pgw_err binding_from_row(sqlite3_stmt *st, registry_binding *b)
+{
+	if (column_dup(st, 0, &b->id) != PGW_OK || column_dup(st, 1, &b->edge) != PGW_OK ||
+	    column_dup(st, 2, &b->aor) != PGW_OK || column_dup(st, 3, &b->extension) != PGW_OK ||
+	    column_dup(st, 4, &b->contact) != PGW_OK ||
+	    column_dup(st, 5, &b->instance) != PGW_OK || column_dup(st, 6, &b->app) != PGW_OK)
+		return PGW_ENOMEM;
+	b->expires_at_ms = sqlite3_column_int64(st, 7);
+	b->updated_at_ms = sqlite3_column_int64(st, 8);
+	return PGW_OK;
+}
+
+/* Collect every row a bound binding read yields, then reset it. */
+static pgw_err read_binding_rows(reg_conn *c, sqlite3_stmt *st, registry_binding **out,
+				 size_t *n)
+{
+	registry_binding *arr = NULL;
+	size_t count = 0, cap = 0;
+	pgw_err err = PGW_OK;
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		registry_binding *b = registry_bindings_push(&arr, &count, &cap);
+
+		err = b ? binding_from_row(st, b) : PGW_ENOMEM;
+		if (err != PGW_OK)
+			break;
+	}
+	if (err == PGW_OK && rc != SQLITE_DONE)
+		err = log_failure(c, "read bindings", rc);
+	stmt_done(st);
+	if (err != PGW_OK) {
+		registry_bindings_free(arr, count);
+		return err;
+	}
+	*out = arr;
+	*n = count;
+	return PGW_OK;
+}
+
+/* One binding read: stmt says which of the other fields count. */
+typedef struct binding_query {
+	enum stmt_id stmt;
+	const char *id, *edge, *aor, *instance;
+	const pgw_target *t;
+	int64_t now_ms;
+} binding_query;
+
+static void binding_query_bind(sqlite3_stmt *st, const binding_query *q)
+{
+	switch (q->stmt) {
+	case ST_BINDING_GET:
+		bind_text(st, 1, q->id);
+		break;
+	case ST_BINDING_LIST:
+		bind_text(st, 1, q->edge);
+		sqlite3_bind_int64(st, 2, q->now_ms);
+		break;
+	case ST_BINDING_BY_INSTANCE:
+		bind_text(st, 1, q->edge);
+		bind_text(st, 2, q->aor);
+		bind_text(st, 3, q->instance);
+		break;
+	default: /* ST_BINDING_BY_TOKEN */
+		bind_text(st, 1, q->edge);
+		bind_text(st, 2, q->aor);
+		sqlite3_bind_int(st, 3, (int)q->t->provider);
+		bind_text(st, 4, q->t->app->name);
+		bind_text(st, 5, registry_identity_token(q->t));
+		bind_text(st, 6, q->t->remote_token);
+		break;
+	}
+}
+
+static pgw_err binding_read(registry_store *reg, const binding_query *q,
+			    registry_binding **out, size_t *n)
+{
+	reg_conn *c = reader_acquire(reg);
+	sqlite3_stmt *st = conn_stmt(c, q->stmt);
+	pgw_err err = PGW_EIO;
+
+	if (st) {
+		binding_query_bind(st, q);
+		err = read_binding_rows(c, st, out, n);
+	}
+	reader_release(reg, c);
+	return err;
+}
+
+/* A read of at most one binding; PGW_ENOTFOUND when there is none. */
+static pgw_err binding_read_one(registry_store *reg, const binding_query *q,
+				registry_binding **out)
+{
+	size_t n = 0;
+	pgw_err err = binding_read(reg, q, out, &n);
+
+	if (err == PGW_OK && n == 0)
+		return PGW_ENOTFOUND;
+	return err;
+}
+
+static pgw_err sqlite_binding_get(registry_store *reg, const char *id, registry_binding **out)
+{
+	binding_query q = { .stmt = ST_BINDING_GET, .id = id };
+
+	return binding_read_one(reg, &q, out);
+}
+
+static pgw_err sqlite_binding_find(registry_store *reg, const char *edge, const char *aor,
+				   const char *instance, const pgw_target *t,
+				   registry_binding **out)
+{
+	binding_query q = { .stmt = instance ? ST_BINDING_BY_INSTANCE : ST_BINDING_BY_TOKEN,
+			    .edge = edge, .aor = aor, .instance = instance, .t = t };
+
+	return binding_read_one(reg, &q, out);
+}
+
+static pgw_err sqlite_binding_list(registry_store *reg, const char *edge, int64_t now_ms,
+				   registry_binding **out, size_t *n)
+{
+	binding_query q = { .stmt = ST_BINDING_LIST, .edge = edge, .now_ms = now_ms };
+
+	return binding_read(reg, &q, out, n);
+}
+
 const registry_backend registry_sqlite_backend = {
 	.name = "sqlite",
 	.open = sqlite_open,
@@ -1109,4 +1480,10 @@ const registry_backend registry_sqlite_backend = {
 	.set_environment = sqlite_set_environment,
 	.count = sqlite_count,
 	.healthy = sqlite_healthy,
+	.binding_put = sqlite_binding_put,
+	.binding_get = sqlite_binding_get,
+	.binding_find = sqlite_binding_find,
+	.binding_list = sqlite_binding_list,
+	.binding_remove = sqlite_binding_remove,
+	.binding_expire = sqlite_binding_expire,
 };

@@ -156,7 +156,13 @@ typedef struct registry_binding {
 /* Store b, replacing a binding of the same id, and its device row: with t,
  * (b->extension, b->id) holds t (a device of the same token elsewhere moves
  * here, as registry_put() does); with t NULL any device row of the binding
- * goes. One transaction. *created (may be NULL): no binding had that id. */
+ * goes. One transaction. *created (may be NULL): no binding had that id.
+ * The stored app is t's (b->app may be NULL, or must name it); the stored
+ * updated_at_ms is the store's clock. PGW_EINVAL, nothing stored, unless:
+ * id is 1..64 chars of [A-Za-z0-9_-]; edge (up to 255 bytes), aor,
+ * contact and instance (up to 2048 bytes each) are non-empty UTF-8
+ * without control characters; extension is registry_valid_extension();
+ * expires_at_ms > 0. */
 pgw_err registry_binding_put(registry *reg, const registry_binding *b, const pgw_target *t,
 			     bool *created);
 
@@ -167,21 +173,23 @@ pgw_err registry_binding_get(registry *reg, const char *id, registry_binding **o
 /* The binding a new REGISTER of this phone refreshes, so the binding id
  * stays: same edge and aor and, when instance is not NULL, same instance;
  * otherwise same edge and aor and a device row with t's token (t NULL and
- * no instance: PGW_ENOTFOUND). */
+ * no instance: PGW_ENOTFOUND). The most recently updated, when several
+ * match. */
 pgw_err registry_binding_find(registry *reg, const char *edge, const char *aor,
 			      const char *instance, const pgw_target *t, registry_binding **out);
 
-/* Every binding of edge not expired at now_ms, for the edge's start-up
- * (after a crash or restart). *out is an array of *n; free with
- * registry_bindings_free(). */
+/* Every binding of edge not expired at now_ms (expires_at_ms > now_ms),
+ * soonest expiry first, for the edge's start-up (after a crash or
+ * restart). *out is an array of *n; free with registry_bindings_free(). */
 pgw_err registry_binding_list(registry *reg, const char *edge, int64_t now_ms,
 			      registry_binding **out, size_t *n);
 
 /* Remove a binding and its device row; PGW_ENOTFOUND when absent. */
 pgw_err registry_binding_delete(registry *reg, const char *id);
 
-/* Remove edge's bindings (and device rows) that expired before now_ms;
- * *removed (may be NULL) says how many. */
+/* Remove edge's bindings (and device rows) that expired by now_ms
+ * (expires_at_ms <= now_ms: every one registry_binding_list() leaves out),
+ * in one transaction; *removed (may be NULL) says how many. */
 pgw_err registry_binding_expire(registry *reg, const char *edge, int64_t now_ms, int *removed);
 
 /* Accept NULL. */

@@ -33,6 +33,13 @@ typedef struct registry_prune_outcome {
 	int changed;
 } registry_prune_outcome;
 
+/* What a binding put did: whether no binding had its id, and how many
+ * rows the device's tokens were taken from (as a put's moved). */
+typedef struct registry_binding_outcome {
+	bool created;
+	int moved;
+} registry_binding_outcome;
+
 /* Arguments reach a backend already validated (ids, target, tokens). */
 typedef struct registry_backend {
 	const char *name; /* "sqlite", "postgresql" */
@@ -65,6 +72,30 @@ typedef struct registry_backend {
 	pgw_err (*count)(registry_store *s, uint64_t *n);
 	/* Can the store serve calls now? May do one quick round trip. */
 	bool (*healthy)(registry_store *s);
+
+	/* SIP-edge bindings. A binding's device row is (b->extension, b->id).
+	 * binding_put writes, in one transaction: the binding row (stored app:
+	 * t's, or NULL without t; updated_at: now_ms or the store's clock), its
+	 * device row as put() with every app allowed would (t), or no device
+	 * row (t NULL), and removes the device row it had under a previous
+	 * extension. */
+	pgw_err (*binding_put)(registry_store *s, const registry_binding *b, const pgw_target *t,
+			       int64_t now_ms, registry_binding_outcome *out);
+	/* PGW_ENOTFOUND when absent. *out from registry_bindings_push(). */
+	pgw_err (*binding_get)(registry_store *s, const char *id, registry_binding **out);
+	/* By instance when it is not NULL, else by t's tokens (t not NULL):
+	 * the most recently updated match, or PGW_ENOTFOUND. */
+	pgw_err (*binding_find)(registry_store *s, const char *edge, const char *aor,
+				const char *instance, const pgw_target *t, registry_binding **out);
+	/* edge's bindings with expires_at > now_ms; *out NULL when none. */
+	pgw_err (*binding_list)(registry_store *s, const char *edge, int64_t now_ms,
+				registry_binding **out, size_t *n);
+	/* The binding and its device row, in one transaction; *removed = 0 or 1. */
+	pgw_err (*binding_remove)(registry_store *s, const char *id, int *removed);
+	/* edge's bindings with expires_at <= now_ms and their device rows, in
+	 * one transaction; *removed = bindings removed. */
+	pgw_err (*binding_expire)(registry_store *s, const char *edge, int64_t now_ms,
+				  int *removed);
 } registry_backend;
 
 extern const registry_backend registry_sqlite_backend;
@@ -76,6 +107,9 @@ extern const registry_backend registry_pg_backend;
  * ENOMEM (the array is then unchanged). *n counts the new record: on a
  * later failure free the lot with registry_devices_free(*arr, *n). */
 registry_device *registry_devices_push(registry_device **arr, size_t *n, size_t *cap);
+
+/* registry_devices_push() for bindings: free with registry_bindings_free(). */
+registry_binding *registry_bindings_push(registry_binding **arr, size_t *n, size_t *cap);
 
 /* The token that identifies a device: the VoIP token, else the alert one. */
 const char *registry_identity_token(const pgw_target *t);

@@ -1,10 +1,11 @@
 /* Unit tests for the registry, run twice: against a SQLite file in a temp
  * folder and against a throw-away PostgreSQL server (scripts/
  * pg-test-cluster.sh; skipped, saying why, only when it cannot start).
- * Both get the same suite — round trips, moves, pruning rules, concurrency
- * across two handles, kill -9 of a registering child — plus what only one
- * has: SQLite file modes and migrations; PostgreSQL migrations, an outage
- * with recovery in the same process, and no connection leak. */
+ * Both get the same suite — round trips, moves, pruning rules, SIP-edge
+ * bindings and their device rows, concurrency across two handles, kill -9
+ * of a registering child — plus what only one has: SQLite file modes and
+ * migrations; PostgreSQL migrations, an outage with recovery in the same
+ * process, and no connection leak. */
 #include <dirent.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -31,6 +32,14 @@
 #define R3 "7e22aaaabbbbccccddddeeeeffff000011112222333344445555666677778803"
 #define V5 "8b9e0123456789abcdef0123456789abcdef0123456789abcdef0123456789a6"
 #define R4 "6f33aaaabbbbccccddddeeeeffff000011112222333344445555666677778804"
+/* Tokens of SIP-edge bindings: no other test uses them (a put would move them). */
+#define BV1 "b1b10123456789abcdef0123456789abcdef0123456789abcdef0123456789b1"
+#define BV2 "b2b20123456789abcdef0123456789abcdef0123456789abcdef0123456789b2"
+#define BV3 "b3b30123456789abcdef0123456789abcdef0123456789abcdef0123456789b3"
+#define BR1 "b4b4aaaabbbbccccddddeeeeffff000011112222333344445555666677778804"
+#define BFCM "dGVzdA:APA91bH-x_y9Zz_binding"
+#define EDGE "push.example.com"
+#define EDGE2 "push2.example.com"
 #define FCM1 "dGVzdA:APA91bH-x_y9Zz_first"
 #define FCM2 "dGVzdA:APA91bH-x_y9Zz_second"
 
@@ -139,6 +148,8 @@ static bool has_device(registry *reg, const char *ext, const char *id)
 	return rc == PGW_OK;
 }
 
+static bool has_binding(registry *reg, const char *id);
+
 /* ---- SQLite helpers ---- */
 
 /* One integer from a query run through a separate connection. */
@@ -235,14 +246,14 @@ static void test_sqlite_migration(void)
 	use_file(path);
 	reg = open_or_die();
 	registry_close(reg);
-	CHECK(query_int(path, "PRAGMA user_version") == 1);
+	CHECK(query_int(path, "PRAGMA user_version") == 2);
 	schema = query_int(path, "PRAGMA schema_version");
 	CHECK(schema > 0);
 	CHECK(pragma_is(path, "PRAGMA journal_mode", "wal"));
 	reg = open_or_die();
 	registry_close(reg);
 	CHECK(query_int(path, "PRAGMA schema_version") == schema);
-	CHECK(query_int(path, "PRAGMA user_version") == 1);
+	CHECK(query_int(path, "PRAGMA user_version") == 2);
 
 	TEST("sqlite migration: a new file is private to its owner");
 	snprintf(path, sizeof path, "%s/fresh.db", tmpdir);
@@ -285,6 +296,83 @@ static void test_sqlite_migration(void)
 	use_file(path);
 	CHECK(registry_open(&cfg, &reg, err, sizeof err) == PGW_EIO);
 	CHECK(strstr(err, path) != NULL);
+}
+
+/* A file as the release before SIP-edge bindings left it: schema version
+ * 1, word for word, holding one device. */
+static const char v1_file[] =
+	"CREATE TABLE device ("
+	"  id INTEGER PRIMARY KEY,"
+	"  extension TEXT NOT NULL,"
+	"  device_id TEXT NOT NULL,"
+	"  provider INTEGER NOT NULL,"
+	"  app TEXT NOT NULL,"
+	"  token TEXT,"
+	"  remote_token TEXT,"
+	"  environment INTEGER NOT NULL DEFAULT 0,"
+	"  call_str TEXT,"
+	"  call_snd TEXT,"
+	"  silent INTEGER NOT NULL DEFAULT 0,"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL);"
+	"CREATE UNIQUE INDEX device_by_extension ON device(extension, device_id);"
+	"CREATE UNIQUE INDEX device_by_token"
+	"  ON device(provider, app, coalesce(token, remote_token));"
+	"CREATE INDEX device_by_remote_token ON device(provider, app, remote_token)"
+	"  WHERE remote_token IS NOT NULL;"
+	"CREATE TABLE device_count (n INTEGER NOT NULL);"
+	"INSERT INTO device_count VALUES (0);"
+	"CREATE TRIGGER device_added AFTER INSERT ON device"
+	"  BEGIN UPDATE device_count SET n = n + 1; END;"
+	"CREATE TRIGGER device_removed AFTER DELETE ON device"
+	"  BEGIN UPDATE device_count SET n = n - 1; END;"
+	"PRAGMA user_version = 1;"
+	"PRAGMA journal_mode = WAL;"
+	"INSERT INTO device (extension, device_id, provider, app, token, created_at, updated_at)"
+	"  VALUES ('8901', 'old-phone', 2, 'droid', 'v1-token', 1000, 1000);";
+
+static void test_sqlite_migration_v1(void)
+{
+	registry_binding b = { .id = "bM-1", .edge = "push.example.com",
+			       .aor = "sip:8901@pbx.example.com", .extension = "8901",
+			       .contact = "<sip:8901@203.0.113.5>",
+			       .expires_at_ms = pgw_wall_ms() + 60000 };
+	pgw_target t = fcm_target(&apps[1], "v1-token");
+	char path[300], err[512] = "";
+	registry *reg = NULL;
+	long long schema;
+
+	TEST("sqlite migration: a version 1 file gains the bindings, its devices intact");
+	snprintf(path, sizeof path, "%s/v1.db", tmpdir);
+	CHECK(run_sql(path, v1_file));
+	CHECK(query_int(path, "PRAGMA user_version") == 1);
+	use_file(path);
+	reg = open_or_die();
+	CHECK(query_int(path, "PRAGMA user_version") == 2);
+	CHECK(count_of(reg) == 1);
+	CHECK(has_device(reg, "8901", "old-phone"));
+	CHECK(registry_binding_put(reg, &b, &t, NULL) == PGW_OK);
+	CHECK(!has_device(reg, "8901", "old-phone")); /* the token moved to the binding */
+	CHECK(has_device(reg, "8901", "bM-1") && count_of(reg) == 1);
+	registry_close(reg);
+	schema = query_int(path, "PRAGMA schema_version");
+	reg = open_or_die();
+	CHECK(has_binding(reg, "bM-1"));
+	registry_close(reg);
+	CHECK(query_int(path, "PRAGMA schema_version") == schema);
+	CHECK(query_int(path, "SELECT n FROM device_count") == 1);
+
+	TEST("sqlite migration: a failing step 2 leaves a version 1 file as it was");
+	snprintf(path, sizeof path, "%s/v1-foreign.db", tmpdir);
+	CHECK(run_sql(path, v1_file));
+	CHECK(run_sql(path, "CREATE TABLE sip_binding (x)"));
+	use_file(path);
+	CHECK(registry_open(&cfg, &reg, err, sizeof err) != PGW_OK);
+	CHECK(strstr(err, "schema upgrade to version 2 failed") != NULL);
+	CHECK(query_int(path, "PRAGMA user_version") == 1);
+	CHECK(query_int(path, "SELECT count(*) FROM device WHERE device_id = 'old-phone'") == 1);
+	CHECK(query_int(path, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sip_binding%'") ==
+	      1);
 }
 
 /* ---- SQLite: a batch whose transaction is lost ---- */
@@ -805,6 +893,354 @@ static void test_reopen(registry **reg)
 	CHECK(fx->raw_count() == (long long)before);
 }
 
+/* ---- SIP-edge bindings ---- */
+
+/* A binding of EDGE for extension ext, expiring in_ms from now. */
+static registry_binding binding_of(const char *id, const char *ext, const char *instance,
+				   int64_t in_ms)
+{
+	static char aors[8][64];
+	static int next;
+	char *aor = aors[next++ % 8];
+
+	snprintf(aor, sizeof aors[0], "sip:%s@pbx.example.com", ext);
+	return (registry_binding){ .id = (char *)id, .edge = EDGE, .aor = aor,
+				   .extension = (char *)ext,
+				   .contact = "<sip:phone@203.0.113.5:5060;transport=tcp>"
+					      ";+sip.instance=\"<urn:uuid:1>\"",
+				   .instance = (char *)instance,
+				   .expires_at_ms = pgw_wall_ms() + in_ms };
+}
+
+static bool has_binding(registry *reg, const char *id)
+{
+	registry_binding *b = NULL;
+	pgw_err rc = registry_binding_get(reg, id, &b);
+
+	registry_binding_free(b);
+	return rc == PGW_OK;
+}
+
+/* The id of the binding find() returns, into out ("" when none). */
+static pgw_err found_id(registry *reg, const char *edge, const char *aor, const char *instance,
+			const pgw_target *t, char *out, size_t n)
+{
+	registry_binding *b = NULL;
+	pgw_err rc = registry_binding_find(reg, edge, aor, instance, t, &b);
+
+	snprintf(out, n, "%s", b ? b->id : "");
+	registry_binding_free(b);
+	return rc;
+}
+
+static void test_binding_round_trip(registry *reg)
+{
+	registry_binding b = binding_of("bA-1_x", "8001", "<urn:uuid:aaaa>", 3600000);
+	pgw_target t = apns_target(BV1, NULL);
+	registry_binding *got = NULL;
+	registry_device *d = NULL;
+	int64_t device_created, updated;
+	uint64_t before = count_of(reg);
+	bool created = false;
+
+	TEST("binding put/get: the binding and its push target's device row, stored together");
+	CHECK(registry_binding_put(reg, &b, &t, &created) == PGW_OK);
+	CHECK(created);
+	CHECK(registry_binding_get(reg, "bA-1_x", &got) == PGW_OK);
+	if (!got)
+		return;
+	CHECK_STR(got->id, "bA-1_x");
+	CHECK_STR(got->edge, EDGE);
+	CHECK_STR(got->aor, "sip:8001@pbx.example.com");
+	CHECK_STR(got->extension, "8001");
+	CHECK_STR(got->contact, b.contact);
+	CHECK_STR(got->instance, "<urn:uuid:aaaa>");
+	CHECK_STR(got->app, "phone");
+	CHECK(got->expires_at_ms == b.expires_at_ms);
+	CHECK(got->updated_at_ms > 0);
+	updated = got->updated_at_ms;
+	registry_binding_free(got);
+	got = NULL;
+	CHECK(count_of(reg) == before + 1);
+	CHECK(list_len(reg, "8001") == 1);
+	CHECK(registry_get(reg, "8001", "bA-1_x", &d) == PGW_OK);
+	if (!d)
+		return;
+	CHECK(d->provider == PGW_PROVIDER_APNS);
+	CHECK_STR(d->app, "phone");
+	CHECK_STR(d->token, BV1);
+	device_created = d->created_at_ms;
+	registry_devices_free(d, 1);
+
+	TEST("binding put: a refresh replaces the binding, keeps the device row's creation time");
+	usleep(3000);
+	b.expires_at_ms += 1000;
+	b.instance = NULL;
+	CHECK(registry_binding_put(reg, &b, &t, &created) == PGW_OK);
+	CHECK(!created);
+	CHECK(registry_binding_put(reg, &b, &t, NULL) == PGW_OK);
+	CHECK(registry_binding_get(reg, "bA-1_x", &got) == PGW_OK);
+	CHECK(got && got->instance == NULL && got->expires_at_ms == b.expires_at_ms);
+	CHECK(got && got->updated_at_ms > updated);
+	registry_binding_free(got);
+	CHECK(registry_get(reg, "8001", "bA-1_x", &d) == PGW_OK);
+	CHECK(d && d->created_at_ms == device_created && d->updated_at_ms > device_created);
+	registry_devices_free(d, d ? 1 : 0);
+	CHECK(count_of(reg) == before + 1);
+
+	TEST("binding get: an unknown id is not found");
+	got = NULL;
+	CHECK(registry_binding_get(reg, "no-such-binding", &got) == PGW_ENOTFOUND);
+	CHECK(got == NULL);
+	registry_binding_free(NULL);
+	registry_bindings_free(NULL, 3);
+	CHECK(registry_binding_delete(reg, "bA-1_x") == PGW_OK);
+}
+
+static void test_binding_find(registry *reg)
+{
+	registry_binding a = binding_of("bF-a", "8011", "<urn:uuid:f1>", 3600000);
+	registry_binding n = binding_of("bF-n", "8012", NULL, 3600000);
+	registry_binding c = binding_of("bF-c", "8013", NULL, 3600000);
+	pgw_target ta = apns_target(BV2, NULL), tn = fcm_target(&apps[1], BFCM);
+	pgw_target tc = apns_target(NULL, BR1), other;
+	char id[80];
+
+	CHECK(registry_binding_put(reg, &a, &ta, NULL) == PGW_OK);
+	CHECK(registry_binding_put(reg, &n, &tn, NULL) == PGW_OK);
+	CHECK(registry_binding_put(reg, &c, &tc, NULL) == PGW_OK);
+
+	TEST("binding find: by edge, AOR and instance");
+	CHECK(found_id(reg, EDGE, a.aor, "<urn:uuid:f1>", NULL, id, sizeof id) == PGW_OK);
+	CHECK_STR(id, "bF-a");
+	CHECK(found_id(reg, EDGE2, a.aor, "<urn:uuid:f1>", NULL, id, sizeof id) == PGW_ENOTFOUND);
+	CHECK(found_id(reg, EDGE, n.aor, "<urn:uuid:f1>", NULL, id, sizeof id) == PGW_ENOTFOUND);
+	CHECK(found_id(reg, EDGE, a.aor, "<urn:uuid:f2>", &ta, id, sizeof id) == PGW_ENOTFOUND);
+
+	TEST("binding find: without an instance, by the token of the binding's device row");
+	CHECK(found_id(reg, EDGE, n.aor, NULL, &tn, id, sizeof id) == PGW_OK);
+	CHECK_STR(id, "bF-n");
+	CHECK(found_id(reg, EDGE, a.aor, NULL, &ta, id, sizeof id) == PGW_OK);
+	CHECK_STR(id, "bF-a");
+	CHECK(found_id(reg, EDGE2, n.aor, NULL, &tn, id, sizeof id) == PGW_ENOTFOUND);
+	CHECK(found_id(reg, EDGE, a.aor, NULL, &tn, id, sizeof id) == PGW_ENOTFOUND);
+	other = fcm_target(&apps[0], BFCM); /* same token, another app */
+	CHECK(found_id(reg, EDGE, n.aor, NULL, &other, id, sizeof id) == PGW_ENOTFOUND);
+	other = fcm_target(&apps[1], "dGVzdA:APA91bH-x_y9Zz_unknown");
+	CHECK(found_id(reg, EDGE, n.aor, NULL, &other, id, sizeof id) == PGW_ENOTFOUND);
+	CHECK(found_id(reg, EDGE, n.aor, NULL, NULL, id, sizeof id) == PGW_ENOTFOUND);
+
+	TEST("binding find: an iPhone that gained a VoIP token finds its alert-token binding");
+	other = apns_target(BV3, BR1);
+	CHECK(found_id(reg, EDGE, c.aor, NULL, &other, id, sizeof id) == PGW_OK);
+	CHECK_STR(id, "bF-c");
+
+	TEST("binding find: a token held by a plain device (not a binding's) finds nothing");
+	CHECK(registry_put(reg, "8012", "plain", &tn, NULL) == PGW_OK);
+	CHECK(!has_device(reg, "8012", "bF-n"));
+	CHECK(found_id(reg, EDGE, n.aor, NULL, &tn, id, sizeof id) == PGW_ENOTFOUND);
+	CHECK(registry_delete_device(reg, "8012", "plain", NULL) == PGW_OK);
+
+	CHECK(registry_binding_delete(reg, "bF-a") == PGW_OK);
+	CHECK(registry_binding_delete(reg, "bF-n") == PGW_OK);
+	CHECK(registry_binding_delete(reg, "bF-c") == PGW_OK);
+}
+
+static void test_binding_targets(registry *reg)
+{
+	registry_binding b = binding_of("bT-1", "8021", NULL, 3600000);
+	registry_binding b2 = binding_of("bT-2", "8022", NULL, 3600000);
+	pgw_target t = fcm_target(&apps[1], BFCM);
+	registry_binding *got = NULL;
+	uint64_t before = count_of(reg);
+	bool created = true;
+
+	TEST("binding put: without a push target, no device row (and any old one goes)");
+	CHECK(registry_binding_put(reg, &b, NULL, &created) == PGW_OK);
+	CHECK(created);
+	CHECK(!has_device(reg, "8021", "bT-1"));
+	CHECK(registry_binding_get(reg, "bT-1", &got) == PGW_OK);
+	CHECK(got && got->app == NULL);
+	registry_binding_free(got);
+	got = NULL;
+	CHECK(registry_binding_put(reg, &b, &t, &created) == PGW_OK);
+	CHECK(!created);
+	CHECK(has_device(reg, "8021", "bT-1"));
+	CHECK(registry_binding_put(reg, &b, NULL, NULL) == PGW_OK);
+	CHECK(!has_device(reg, "8021", "bT-1"));
+	CHECK(list_len(reg, "8021") == 0);
+	CHECK(count_of(reg) == before);
+
+	TEST("binding put: the token moves from another binding's row and from a plain device");
+	CHECK(registry_binding_put(reg, &b, &t, NULL) == PGW_OK);
+	CHECK(registry_binding_put(reg, &b2, &t, NULL) == PGW_OK);
+	CHECK(!has_device(reg, "8021", "bT-1"));
+	CHECK(has_device(reg, "8022", "bT-2"));
+	CHECK(has_binding(reg, "bT-1")); /* the binding stays, without push */
+	CHECK(registry_put(reg, "8029", "android", &t, NULL) == PGW_OK);
+	CHECK(!has_device(reg, "8022", "bT-2"));
+	CHECK(registry_binding_put(reg, &b, &t, NULL) == PGW_OK);
+	CHECK(!has_device(reg, "8029", "android"));
+	CHECK(has_device(reg, "8021", "bT-1"));
+	CHECK(count_of(reg) == before + 1);
+
+	TEST("binding put: under another extension, the old device row goes");
+	b.extension = "8023";
+	b.aor = "sip:8023@pbx.example.com";
+	CHECK(registry_binding_put(reg, &b, &t, &created) == PGW_OK);
+	CHECK(!created);
+	CHECK(!has_device(reg, "8021", "bT-1"));
+	CHECK(has_device(reg, "8023", "bT-1"));
+	b.extension = "8024";
+	CHECK(registry_binding_put(reg, &b, NULL, NULL) == PGW_OK);
+	CHECK(list_len(reg, "8023") == 0 && list_len(reg, "8024") == 0);
+	CHECK(count_of(reg) == before);
+
+	TEST("binding delete: the binding and its device row go; twice is not found");
+	b.extension = "8021";
+	CHECK(registry_binding_put(reg, &b, &t, NULL) == PGW_OK);
+	CHECK(has_device(reg, "8021", "bT-1"));
+	CHECK(registry_binding_delete(reg, "bT-1") == PGW_OK);
+	CHECK(!has_binding(reg, "bT-1"));
+	CHECK(!has_device(reg, "8021", "bT-1"));
+	CHECK(registry_binding_delete(reg, "bT-1") == PGW_ENOTFOUND);
+	CHECK(registry_binding_delete(reg, "bT-2") == PGW_OK);
+	CHECK(count_of(reg) == before);
+	CHECK(fx->raw_count() == (long long)count_of(reg));
+}
+
+/* The ids of a list, comma-separated, into out. */
+static void list_ids(registry *reg, const char *edge, int64_t now_ms, char *out, size_t n)
+{
+	registry_binding *all = NULL;
+	size_t count = 0, i, used = 0;
+
+	out[0] = '\0';
+	CHECK(registry_binding_list(reg, edge, now_ms, &all, &count) == PGW_OK);
+	for (i = 0; i < count && used < n; i++)
+		used += (size_t)snprintf(out + used, n - used, "%s%s", i ? "," : "", all[i].id);
+	registry_bindings_free(all, count);
+}
+
+static void test_binding_list_expire(registry *reg)
+{
+	registry_binding live = binding_of("bL-live", "8031", NULL, 3600000);
+	registry_binding later = binding_of("bL-later", "8032", NULL, 7200000);
+	registry_binding gone = binding_of("bL-gone", "8033", NULL, -1000);
+	registry_binding other = binding_of("bL-other", "8034", NULL, -1000);
+	pgw_target t1 = fcm_target(&apps[1], "bl-token-1"), t3 = fcm_target(&apps[1], "bl-token-3");
+	pgw_target t4 = fcm_target(&apps[1], "bl-token-4");
+	registry_binding *all = (registry_binding *)1;
+	int64_t now = pgw_wall_ms();
+	char ids[256];
+	size_t n = 7;
+	int removed = -1;
+
+	other.edge = EDGE2;
+	CHECK(registry_binding_put(reg, &live, &t1, NULL) == PGW_OK);
+	CHECK(registry_binding_put(reg, &later, NULL, NULL) == PGW_OK);
+	CHECK(registry_binding_put(reg, &gone, &t3, NULL) == PGW_OK);
+	CHECK(registry_binding_put(reg, &other, &t4, NULL) == PGW_OK);
+
+	TEST("binding list: only the edge's bindings, only those not yet expired");
+	list_ids(reg, EDGE, now, ids, sizeof ids);
+	CHECK_STR(ids, "bL-live,bL-later");
+	list_ids(reg, EDGE, now + 3600000 + 60000, ids, sizeof ids);
+	CHECK_STR(ids, "bL-later");
+	list_ids(reg, EDGE2, now - 60000, ids, sizeof ids);
+	CHECK_STR(ids, "bL-other");
+	CHECK(registry_binding_list(reg, "nowhere.example.com", now, &all, &n) == PGW_OK);
+	CHECK(all == NULL && n == 0);
+
+	TEST("binding expire: the edge's expired bindings and their device rows go, no others");
+	CHECK(has_device(reg, "8033", "bL-gone"));
+	CHECK(registry_binding_expire(reg, EDGE, now, &removed) == PGW_OK);
+	CHECK(removed == 1);
+	CHECK(!has_binding(reg, "bL-gone") && !has_device(reg, "8033", "bL-gone"));
+	CHECK(has_binding(reg, "bL-live") && has_device(reg, "8031", "bL-live"));
+	CHECK(has_binding(reg, "bL-other") && has_device(reg, "8034", "bL-other"));
+	CHECK(registry_binding_expire(reg, EDGE, now, NULL) == PGW_OK);
+
+	TEST("binding expire: a binding expiring exactly now is expired (and not listed)");
+	list_ids(reg, EDGE, later.expires_at_ms, ids, sizeof ids);
+	CHECK_STR(ids, "");
+	CHECK(registry_binding_expire(reg, EDGE, later.expires_at_ms, &removed) == PGW_OK);
+	CHECK(removed == 2);
+	CHECK(!has_device(reg, "8031", "bL-live"));
+	CHECK(registry_binding_expire(reg, EDGE2, now, &removed) == PGW_OK);
+	CHECK(removed == 1 && !has_device(reg, "8034", "bL-other"));
+	CHECK(fx->raw_count() == (long long)count_of(reg));
+}
+
+static void test_binding_bad_args(registry *reg)
+{
+	char long_id[80], long_aor[2100];
+	registry_binding b = binding_of("bB-1", "8041", NULL, 3600000), bad;
+	pgw_target t = fcm_target(&apps[1], "bb-token-1"), bad_t = fcm_target(&apps[1], NULL);
+	registry_binding *got = (registry_binding *)1, *all = (registry_binding *)1;
+	uint64_t before = count_of(reg);
+	size_t n = 5;
+	int removed = 5;
+
+	memset(long_id, 'x', sizeof long_id);
+	long_id[65] = '\0';
+	memset(long_aor, 'a', sizeof long_aor);
+	memcpy(long_aor, "sip:", 4);
+	long_aor[2049] = '\0';
+
+	TEST("binding put: bad ids, strings or targets are refused, nothing stored");
+#define REFUSED(field, value)                                                        \
+	do {                                                                         \
+		bad = b;                                                             \
+		bad.field = value;                                                   \
+		CHECK(registry_binding_put(reg, &bad, &t, NULL) == PGW_EINVAL);      \
+	} while (0)
+	REFUSED(id, "");
+	REFUSED(id, NULL);
+	REFUSED(id, "a.b");
+	REFUSED(id, "a b");
+	REFUSED(id, long_id);
+	REFUSED(edge, "");
+	REFUSED(edge, NULL);
+	REFUSED(aor, "");
+	REFUSED(aor, long_aor);
+	REFUSED(aor, "sip:8041@pbx\r\nVia: x");
+	REFUSED(extension, "a/b");
+	REFUSED(extension, NULL);
+	REFUSED(contact, "<sip:x@\xff\xfe>");
+	REFUSED(contact, long_aor);
+	REFUSED(contact, NULL);
+	REFUSED(instance, "");
+	REFUSED(app, "phone"); /* t is of app droid */
+	REFUSED(expires_at_ms, 0);
+#undef REFUSED
+	CHECK(registry_binding_put(reg, &b, &bad_t, NULL) == PGW_EINVAL);
+	bad = b;
+	bad.app = "droid";
+	CHECK(registry_binding_put(reg, &bad, NULL, NULL) == PGW_EINVAL);
+	CHECK(registry_binding_put(reg, NULL, &t, NULL) == PGW_EINVAL);
+	CHECK(registry_binding_put(NULL, &b, &t, NULL) == PGW_EINVAL);
+	CHECK(count_of(reg) == before);
+	CHECK(!has_binding(reg, "bB-1"));
+	long_id[64] = '\0';
+	bad = b;
+	bad.id = long_id; /* 64 chars: the longest allowed */
+	bad.app = "droid";
+	CHECK(registry_binding_put(reg, &bad, &t, NULL) == PGW_OK);
+	CHECK(registry_binding_delete(reg, long_id) == PGW_OK);
+	CHECK(count_of(reg) == before);
+
+	TEST("binding reads and removals: bad arguments are refused");
+	CHECK(registry_binding_get(reg, "a.b", &got) == PGW_EINVAL && got == NULL);
+	got = (registry_binding *)1;
+	CHECK(registry_binding_find(reg, "", b.aor, "x", NULL, &got) == PGW_EINVAL && got == NULL);
+	CHECK(registry_binding_find(reg, EDGE, b.aor, NULL, &bad_t, &got) == PGW_EINVAL);
+	CHECK(registry_binding_find(reg, EDGE, long_aor, "x", NULL, &got) == PGW_EINVAL);
+	CHECK(registry_binding_list(reg, NULL, 0, &all, &n) == PGW_EINVAL && all == NULL && n == 0);
+	CHECK(registry_binding_delete(reg, "") == PGW_EINVAL);
+	CHECK(registry_binding_expire(reg, "bad\nedge", 0, &removed) == PGW_EINVAL && removed == 0);
+}
+
 /* ---- concurrency ---- */
 
 typedef struct worker {
@@ -1017,6 +1453,117 @@ static void test_race(void)
 	registry_close(handles[1]);
 }
 
+/* Binding puts (with a target, without, expired at birth), removals and
+ * expiries on a few ids, extensions and tokens, from two handles. */
+#define BRACE_IDS 4
+#define BRACE_EXTS 3
+#define BRACE_TOKENS 3
+#define BRACE_EDGE "race.example.com"
+
+static void binding_race_step(racer *r)
+{
+	char id[16], ext[24], aor[64], token[48];
+	int pick = (int)(rand_r(&r->seed) % 100);
+	registry_binding b;
+	pgw_target t;
+	pgw_err rc;
+
+	snprintf(id, sizeof id, "br%u", rand_r(&r->seed) % BRACE_IDS);
+	snprintf(ext, sizeof ext, "brace%u", rand_r(&r->seed) % BRACE_EXTS);
+	snprintf(aor, sizeof aor, "sip:%s@pbx.example.com", ext);
+	snprintf(token, sizeof token, "brace-token-%u", rand_r(&r->seed) % BRACE_TOKENS);
+	b = (registry_binding){ .id = id, .edge = BRACE_EDGE, .aor = aor, .extension = ext,
+				.contact = "<sip:phone@203.0.113.9>",
+				.expires_at_ms = pgw_wall_ms() + (pick < 25 ? -1 : 60000) };
+	t = fcm_target(&apps[1], token);
+	if (pick < 10) {
+		rc = registry_binding_delete(r->reg, id);
+		rc = rc == PGW_ENOTFOUND ? PGW_OK : rc;
+	} else if (pick < 15) {
+		rc = registry_binding_expire(r->reg, BRACE_EDGE, pgw_wall_ms(), NULL);
+	} else {
+		rc = registry_binding_put(r->reg, &b, pick < 35 ? NULL : &t, NULL);
+	}
+	r->failures += rc != PGW_OK;
+}
+
+static void *binding_racer_run(void *arg)
+{
+	racer *r = arg;
+	int i;
+
+	for (i = 0; i < r->puts; i++)
+		binding_race_step(r);
+	return NULL;
+}
+
+/* Device rows of the race extensions that no binding with a push target
+ * stands for (under that extension); rows holding a token twice. */
+static void binding_race_orphans(registry *reg, int *orphans, int *doubles)
+{
+	char ext[24], token[48];
+	int e, k, holders_of[BRACE_TOKENS] = { 0 };
+	size_t i, n;
+
+	*orphans = *doubles = 0;
+	for (e = 0; e < BRACE_EXTS; e++) {
+		registry_device *d = NULL;
+
+		snprintf(ext, sizeof ext, "brace%d", e);
+		n = 0;
+		CHECK(registry_list(reg, ext, &d, &n) == PGW_OK);
+		for (i = 0; i < n; i++) {
+			registry_binding *b = NULL;
+
+			if (registry_binding_get(reg, d[i].device_id, &b) != PGW_OK ||
+			    strcmp(b->extension, ext) != 0 || !b->app)
+				(*orphans)++;
+			registry_binding_free(b);
+			for (k = 0; k < BRACE_TOKENS; k++) {
+				snprintf(token, sizeof token, "brace-token-%d", k);
+				holders_of[k] += strcmp(d[i].token, token) == 0;
+			}
+		}
+		registry_devices_free(d, n);
+	}
+	for (k = 0; k < BRACE_TOKENS; k++)
+		*doubles += holders_of[k] > 1;
+}
+
+static void test_binding_race(void)
+{
+	registry *handles[2] = { open_or_die(), open_or_die() };
+	pthread_t th[2 * RACE_THREADS];
+	racer r[2 * RACE_THREADS];
+	int i, failures = 0, orphans, doubles, removed = 0;
+
+	TEST("binding race: two handles x 500 binding puts, moves, removals, expiries leave no "
+	     "device row without its binding");
+	for (i = 0; i < 2 * RACE_THREADS; i++) {
+		r[i] = (racer){ .reg = handles[i % 2], .seed = 104729u * (unsigned)i + 3,
+				.puts = RACE_PUTS / RACE_THREADS };
+		pthread_create(&th[i], NULL, binding_racer_run, &r[i]);
+	}
+	for (i = 0; i < 2 * RACE_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		failures += r[i].failures;
+	}
+	CHECK(failures == 0);
+	binding_race_orphans(handles[1], &orphans, &doubles);
+	CHECK(orphans == 0);
+	CHECK(doubles == 0);
+	CHECK(fx->raw_count() == (long long)count_of(handles[0]));
+	CHECK(registry_binding_expire(handles[0], BRACE_EDGE, INT64_MAX, &removed) == PGW_OK);
+	for (i = 0; i < BRACE_EXTS; i++) {
+		char ext[24];
+
+		snprintf(ext, sizeof ext, "brace%d", i);
+		CHECK(list_len(handles[0], ext) == 0);
+	}
+	registry_close(handles[0]);
+	registry_close(handles[1]);
+}
+
 /* ---- crash safety ---- */
 
 static void crash_child(int fd)
@@ -1100,10 +1647,16 @@ static void run_shared_suite(const store_fixture *f)
 	test_device_target(reg);
 	test_bytes_round_trip(reg);
 	test_put_stored(reg);
+	test_binding_round_trip(reg);
+	test_binding_find(reg);
+	test_binding_targets(reg);
+	test_binding_list_expire(reg);
+	test_binding_bad_args(reg);
 	test_reopen(&reg);
 	test_concurrent(reg);
 	registry_close(reg);
 	test_race();
+	test_binding_race();
 }
 
 /* ---- PostgreSQL ---- */
@@ -1215,7 +1768,7 @@ static void test_pg_migration(void)
 	use_url(url);
 	reg = open_or_die();
 	registry_close(reg);
-	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
 	CHECK(pg_query_int(url, "SELECT count(*) FROM pushgw_schema") == 1);
 	xmin = pg_query_int(url, "SELECT xmin::text::bigint FROM pushgw_schema");
 	CHECK(xmin > 0);
@@ -1255,7 +1808,67 @@ static void test_pg_migration(void)
 		for (i = 0; i < 4; i++)
 			registry_close(regs[i]);
 	}
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
+}
+
+typedef struct opener {
+	registry *reg;
+	pgw_err rc;
+} opener;
+
+static void *open_run(void *arg)
+{
+	opener *o = arg;
+	char err[512];
+
+	o->rc = registry_open(&cfg, &o->reg, err, sizeof err);
+	return NULL;
+}
+
+/* A database as the release before SIP-edge bindings left it. Schema step
+ * 1 is append-only history, never edited: a database migrated to 2 and
+ * stripped of step 2's objects is exactly what that release made. */
+static void test_pg_migration_v1(void)
+{
+	registry_binding b = { .id = "bM-1", .edge = "push.example.com",
+			       .aor = "sip:8901@pbx.example.com", .extension = "8901",
+			       .contact = "<sip:8901@203.0.113.5>",
+			       .expires_at_ms = pgw_wall_ms() + 60000 };
+	pgw_target t = fcm_target(&apps[1], "v1-token");
+	pthread_t th[4];
+	opener o[4];
+	registry *reg;
+	char url[640];
+	int i, opened = 0;
+
+	TEST("pg migration: a version 1 database gains the bindings, replicas starting together");
+	CHECK(pg_create_db("pgw_mig_v1", url, sizeof url));
+	use_url(url);
+	reg = open_or_die();
+	CHECK(registry_put(reg, "8901", "old-phone", &t, NULL) == PGW_OK);
+	registry_close(reg);
+	CHECK(pg_exec(url, "DROP FUNCTION pushgw_binding_put; DROP FUNCTION pushgw_binding_remove;"
+			   " DROP TABLE pushgw_sip_binding; UPDATE pushgw_schema SET version = 1"));
 	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 1);
+	for (i = 0; i < 4; i++) {
+		o[i] = (opener){ .reg = NULL, .rc = PGW_ESTATE };
+		pthread_create(&th[i], NULL, open_run, &o[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		opened += o[i].rc == PGW_OK;
+	}
+	CHECK(opened == 4);
+	CHECK(pg_query_int(url, "SELECT version FROM pushgw_schema") == 2);
+	CHECK(pg_query_int(url, "SELECT count(*) FROM pg_proc WHERE proname = 'pushgw_binding_put'") ==
+	      1);
+	reg = o[0].reg;
+	CHECK(reg && has_device(reg, "8901", "old-phone"));
+	CHECK(reg && registry_binding_put(reg, &b, &t, NULL) == PGW_OK);
+	CHECK(reg && !has_device(reg, "8901", "old-phone") && has_device(reg, "8901", "bM-1"));
+	CHECK(o[1].reg && has_binding(o[1].reg, "bM-1"));
+	for (i = 0; i < 4; i++)
+		registry_close(o[i].reg);
 }
 
 /* Sessions the registry holds open on the server (all handles). */
@@ -1453,6 +2066,7 @@ static void run_pg(void)
 		return;
 	}
 	test_pg_migration();
+	test_pg_migration_v1();
 	run_shared_suite(&pg_fixture);
 	test_pg_group_commit();
 	test_pg_no_leak();
@@ -1491,6 +2105,7 @@ int main(void)
 	test_ids();
 	fprintf(stderr, "== backend: sqlite\n");
 	test_sqlite_migration();
+	test_sqlite_migration_v1();
 	test_sqlite_batch_rollback();
 	test_open_errors();
 	run_shared_suite(&sqlite_fixture);
