@@ -218,6 +218,13 @@ static void warn_unapplied(const pgw_config *old, const pgw_config *now)
 	    (old->upstream_ca_file && strcmp(old->upstream_ca_file, now->upstream_ca_file) != 0) ||
 	    old->upstream_ping_interval_s != now->upstream_ping_interval_s)
 		pgw_log(PGW_LOG_WARN, restart, "field", "upstream.ca_file/ping_interval_s", NULL);
+	/* the SIP edge keeps the config it started with (docs/sip-edge.md) */
+	if (old->sip.enabled != now->sip.enabled ||
+	    (old->sip.enabled && (strcmp(old->sip.public_host, now->sip.public_host) != 0 ||
+				  strcmp(old->sip.backend, now->sip.backend) != 0 ||
+				  old->sip.ring_timeout_s != now->sip.ring_timeout_s ||
+				  old->sip.n_listen != now->sip.n_listen)))
+		pgw_log(PGW_LOG_WARN, restart, "field", "sip", NULL);
 }
 
 /* SIGHUP: a broken new config is refused with a log line and the old one

@@ -276,6 +276,29 @@ static void send_invite(sipedge *edge, edge_call *c, edge_binding *b)
 
 /* ---- timers and cancels ---- */
 
+/* An INVITE to the phone the call no longer needs: cancelled, and left to
+ * NTA until its final response (which NTA ACKs), then destroyed. */
+static int orphan_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+	if (nta_outgoing_status(orq) >= 200)
+		nta_outgoing_destroy(orq);
+	return 0;
+}
+
+static void cancel_phone_invite(edge_call *c)
+{
+	if (!c->orq)
+		return;
+	if (nta_outgoing_status(c->orq) < 200) {
+		/* destroyed by orphan_response on its final answer (or timeout) */
+		nta_outgoing_bind(c->orq, orphan_response, NULL);
+		nta_outgoing_tcancel(c->orq, NULL, NULL, TAG_END());
+	} else {
+		nta_outgoing_destroy(c->orq);
+	}
+	c->orq = NULL;
+}
+
 static void ring_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 {
 	edge_call *c = arg;
@@ -283,11 +306,7 @@ static void ring_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 
 	if (c->state == CALL_DONE || c->phone_answered_1xx)
 		return; /* the phone rings: the PBX decides how long */
-	if (c->orq) {
-		nta_outgoing_tcancel(c->orq, NULL, NULL, TAG_END());
-		nta_outgoing_destroy(c->orq);
-		c->orq = NULL;
-	}
+	cancel_phone_invite(c);
 	nta_incoming_treply(c->irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END());
 	call_end(edge, c, c->woke || !c->pushed ? "no_answer" : "not_woken", 480, "caller_cancelled");
 }
@@ -317,11 +336,7 @@ static int call_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
 	if (!sip || !sip->sip_request || sip->sip_request->rq_method != sip_method_cancel ||
 	    c->state == CALL_DONE)
 		return 0;
-	if (c->orq) {
-		nta_outgoing_tcancel(c->orq, NULL, NULL, TAG_END());
-		nta_outgoing_destroy(c->orq);
-		c->orq = NULL;
-	}
+	cancel_phone_invite(c);
 	nta_incoming_treply(c->irq, SIP_487_REQUEST_TERMINATED, TAG_END());
 	call_end(c->edge, c, "cancelled", 487, cancel_reason(sip));
 	return 0;
@@ -435,11 +450,7 @@ void edge_calls_fail_all(sipedge *edge, int status, const char *phrase)
 {
 	while (edge->calls) {
 		edge_call *c = edge->calls;
-		if (c->orq) {
-			nta_outgoing_tcancel(c->orq, NULL, NULL, TAG_END());
-			nta_outgoing_destroy(c->orq);
-			c->orq = NULL;
-		}
+		cancel_phone_invite(c);
 		nta_incoming_treply(c->irq, status, phrase, TAG_END());
 		call_end(edge, c, "no_answer", status, NULL);
 	}

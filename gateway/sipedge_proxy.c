@@ -145,8 +145,11 @@ void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip)
 	for (k = 0; v && v->v_host && k < 3; k++)
 		ours |= edge->listen_host[k][0] && strcasecmp(v->v_host, edge->listen_host[k]) == 0 &&
 			v->v_port && strcmp(v->v_port, edge->listen_port[k]) == 0;
-	if (!ours || !v->v_next) {
-		msg_destroy(msg); /* not one we forwarded */
+	/* only a 2xx to an INVITE outlives its transaction (RFC 3261 16.7) */
+	if (!ours || !v->v_next || sip->sip_status->st_status < 200 ||
+	    sip->sip_status->st_status >= 300 || !sip->sip_cseq ||
+	    sip->sip_cseq->cs_method != sip_method_invite) {
+		msg_destroy(msg);
 		return;
 	}
 	edge_pop_via(msg, sip);
