@@ -210,6 +210,46 @@ t_caller_cancels() {
 	show_on_failure cancel
 }
 
+t_cancel_ringing() {
+	begin "the caller hangs up while the phone rings: the CANCEL reaches the phone, 487 to the caller"
+	local ext=1010 voip remote i
+	voip=$(tok 110); remote=$(tok 1110)
+	phone_bg ringing tcp "$ext" "$(apns_pn_both "$voip" "$remote")" "$(uuid "$ext")" ring
+	for i in $(seq 1 100); do phone_event ringing registered >/dev/null && break; sleep 0.05; done
+	caller ringing-caller "$ext" "$SIPDIR/cancel_ringing.xml"
+	wait_caller ringing-caller
+	wait_bg ringing
+	expect_eq "the caller's CANCEL got 200 and its INVITE 487" "$CALLER_RC" 0
+	expect_eq "the ringing phone got the CANCEL" "$PHONE_RC" 0
+	check "a cancel push went out" wait_push "$remote" cancel
+	show_on_failure ringing
+}
+
+t_malformed() {
+	begin "malformed messages change nothing: garbage is dropped, a REGISTER without Contact gets 400"
+	local before after reply
+	before=$(metric pushgw_sip_bindings)
+	printf 'this is not SIP\r\n\r\n' >/dev/udp/127.0.0.1/"$SIP_UDP"
+	printf 'REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n\r\n' \
+		>/dev/udp/127.0.0.1/"$SIP_UDP"
+	reply=$(python3 - "$SIP_UDP" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+p = s.getsockname()[1]
+s.sendto((f"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bKmal1\r\n"
+          f"From: <sip:1011@127.0.0.1>;tag=a\r\nTo: <sip:1011@127.0.0.1>\r\nCall-ID: mal1\r\n"
+          f"CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n").encode(), ("127.0.0.1", int(sys.argv[1])))
+s.settimeout(3)
+print(s.recv(4096).decode().split("\r\n")[0])
+PY
+)
+	check "a REGISTER without Contact is answered 400 ($reply)" grep -q "^SIP/2.0 400" <<<"$reply"
+	after=$(metric pushgw_sip_bindings)
+	expect_eq "no binding changed" "$after" "$before"
+	check "pushgw is still alive" gw_alive G
+}
+
 t_never_back() {
 	begin "a phone that never comes back: 480 after ring_timeout_s and a missed-call push"
 	local ext=1005 voip remote t0 t1
@@ -307,7 +347,7 @@ t_metrics() {
 }
 
 
-ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_never_back t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
+ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_cancel_ringing t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done
