@@ -37,6 +37,7 @@ typedef struct push_ctx {
 	uint64_t serial;
 	bool cancel;
 	char status[24], reason[96], provider[8];
+	char call_id[128];
 } push_ctx;
 
 static void push_ctx_free(void *arg)
@@ -50,12 +51,13 @@ static void push_ctx_free(void *arg)
 static void push_result_on_sip_thread(sipedge *edge, void *arg)
 {
 	push_ctx *p = arg;
-	edge_call *c = call_by_serial(edge, p->serial);
 
+	/* the wake log line of the push path has the details; this ties it to the call */
 	if (strcmp(p->status, "sent") != 0 && strcmp(p->status, "skipped") != 0)
 		pgw_log(PGW_LOG_WARN, p->cancel ? "sip: cancel push not sent" : "sip: wake push not sent",
-			"call_id", c ? c->call_id : "", "status", p->status, "reason", p->reason,
-			"provider", p->provider, NULL);
+			"call_id", p->call_id, "status", p->status, "reason", p->reason,
+			"provider", p->provider, "still_ringing",
+			call_by_serial(edge, p->serial) ? "yes" : "no", NULL);
 	push_ctx_free(p);
 }
 
@@ -86,6 +88,7 @@ static bool send_push(sipedge *edge, edge_call *c, pgw_push_kind kind, const cha
 	p->mb = edge->mb;
 	p->serial = c->serial;
 	p->cancel = kind == PGW_PUSH_CANCEL;
+	snprintf(p->call_id, sizeof p->call_id, "%s", c->call_id);
 	edge_mailbox_ref(edge->mb);
 	rc = http_api_push_call(edge->api, &req, push_done, p, why, sizeof why);
 	if (rc != PGW_OK) {

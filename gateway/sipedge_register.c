@@ -414,6 +414,12 @@ static void binding_found(sipedge *edge, edge_rjob *j)
 		snprintf(r->id, sizeof r->id, "%s", j->found->id);
 		r->refresh = true;
 	} else if (j->rc == PGW_OK || j->rc == PGW_ENOTFOUND) {
+		if (edge->n_bindings >= EDGE_MAX_BINDINGS && !r->removing) {
+			pgw_log(PGW_LOG_WARN, "sip: binding limit reached; REGISTER refused", "aor",
+				r->aor, NULL);
+			reg_reply(r, SIP_503_SERVICE_UNAVAILABLE, "error");
+			return;
+		}
 		edge_new_binding_id(r->id);
 	} else {
 		reg_reply(r, SIP_503_SERVICE_UNAVAILABLE, "error");
