@@ -250,6 +250,18 @@ PY
 	check "pushgw is still alive" gw_alive G
 }
 
+t_phone_calls_out() {
+	begin "a phone's own call goes through pushgw to the backend, and the dialog's ACK and BYE follow the Record-Routes"
+	local i
+	phone_bg callee udp 1012 "$(apns_pn "$(tok 112)")" "$(uuid 1012)" answer
+	for i in $(seq 1 100); do phone_event callee registered >/dev/null && break; sleep 0.05; done
+	phone out tcp 1013 "" "$(uuid 1013)" call --target 1012
+	expect_eq "the caller phone's call was answered and its BYE got 200" "$PHONE_RC" 0
+	wait_bg callee
+	expect_eq "the called phone answered, got the ACK and the BYE" "$PHONE_RC" 0
+	show_on_failure out
+}
+
 t_never_back() {
 	begin "a phone that never comes back: 480 after ring_timeout_s and a missed-call push"
 	local ext=1005 voip remote t0 t1
@@ -347,7 +359,7 @@ t_metrics() {
 }
 
 
-ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_cancel_ringing t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
+ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_cancel_ringing t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done

@@ -8,6 +8,7 @@ the phone's flow), answering the PBX's digest challenge, and then, by mode:
   ring        takes the INVITE, rings (180) until it is cancelled
   unregister  sends Expires: 0
   keepalive   sends a double-CRLF keep-alive, expects a CRLF back (TCP)
+  call        calls --target through pushgw: INVITE, ACK, BYE
 Real phones register from the socket they are called on, which SIPp cannot
 do across a REGISTER and a later INVITE with another Call-ID; hence this.
 Prints one JSON object per event on stdout; exit 0 when the mode completed.
@@ -274,6 +275,48 @@ class Phone:
         self.wait_request(("ACK",), 2)
         return True
 
+    def request(self, method, ruri, to, cseq, routes, body="", branch=None):
+        lh, lp = self.flow.local
+        t = self.a.transport.upper()
+        out = [f"{method} {ruri} SIP/2.0",
+               f"Via: SIP/2.0/{t} {lh}:{lp};branch={branch or 'z9hG4bK%x' % random.getrandbits(48)};rport",
+               "Max-Forwards: 70"]
+        out += [f"Route: {r}" for r in routes]
+        out += [f"From: <sip:{self.a.user}@{self.a.domain}>;tag={self.tag}", f"To: {to}",
+                f"Call-ID: {self.call_id}-call", f"CSeq: {cseq} {method}",
+                f"Contact: <sip:{self.a.user}@{lh}:{lp};transport={self.a.transport}>"]
+        if body:
+            out.append("Content-Type: application/sdp")
+        out.append(f"Content-Length: {len(body)}")
+        self.flow.send("\r\n".join(out) + "\r\n\r\n" + body)
+
+    def call(self):
+        """An outgoing call through pushgw: INVITE, 200, ACK, BYE, 200."""
+        lh = self.flow.local[0]
+        sdp = (f"v=0\r\no=caller 1 1 IN IP4 {lh}\r\ns=-\r\nc=IN IP4 {lh}\r\nt=0 0\r\n"
+               f"m=audio 40002 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        ruri = f"sip:{self.a.target}@{self.a.domain}"
+        self.request("INVITE", ruri, f"<{ruri}>", 1, [], sdp)
+        ok = self.wait_response("INVITE", self.a.wait)
+        st = status_of(ok) if ok else 0
+        log("call_answered" if 200 <= st < 300 else "call_failed", status=st)
+        if not (200 <= st < 300):
+            return False
+        rr = []
+        for h in headers(ok, "Record-Route"):
+            rr += [x.strip() for x in h.split(",")]
+        routes = list(reversed(rr))
+        m = re.search(r"<([^>]+)>", header(ok, "Contact"))
+        target = m.group(1) if m else ruri
+        to = header(ok, "To")
+        self.request("ACK", target, to, 1, routes)
+        time.sleep(0.2)
+        self.request("BYE", target, to, 2, routes)
+        bye_ok = self.wait_response("BYE", 5)
+        log("bye_answered" if bye_ok and status_of(bye_ok) == 200 else "bye_failed",
+            status=status_of(bye_ok) if bye_ok else 0, routes=routes)
+        return bye_ok is not None and status_of(bye_ok) == 200
+
     def keepalive(self):
         self.flow.send_raw(b"\r\n\r\n")
         try:
@@ -296,7 +339,8 @@ def main():
     ap.add_argument("--instance", default="")
     ap.add_argument("--expires", type=int, default=3600)
     ap.add_argument("--mode", default="register",
-                    choices=["register", "answer", "ring", "unregister", "keepalive"])
+                    choices=["register", "answer", "ring", "unregister", "keepalive", "call"])
+    ap.add_argument("--target", default="", help="extension to call (mode call)")
     ap.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the INVITE")
     a = ap.parse_args()
     p = Phone(a)
@@ -305,6 +349,8 @@ def main():
         ok = p.answer()
     elif ok and a.mode == "ring":
         ok = p.ring()
+    elif ok and a.mode == "call":
+        ok = p.call()
     elif ok and a.mode == "keepalive":
         ok = p.keepalive()
     p.flow.close()
