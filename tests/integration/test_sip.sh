@@ -262,6 +262,20 @@ t_phone_calls_out() {
 	show_on_failure out
 }
 
+t_cancel_reason() {
+	begin "a CANCEL with Reason: SIP;cause=200 ends the ringing as answered elsewhere"
+	local ext=1014 voip remote
+	voip=$(tok 114); remote=$(tok 1114)
+	phone reason-reg tcp "$ext" "$(apns_pn_both "$voip" "$remote")" "$(uuid "$ext")" register
+	caller reason-caller "$ext" "$SIPDIR/cancel_answered_elsewhere.xml"
+	wait_caller reason-caller
+	expect_eq "the caller got 487" "$CALLER_RC" 0
+	check "a cancel push went out" wait_push "$remote" cancel
+	expect_eq "its reason is answered_elsewhere" \
+		"$(pushes_for "$remote" cancel | jq -r '.[0].data.reason')" answered_elsewhere
+	show_on_failure reason
+}
+
 t_never_back() {
 	begin "a phone that never comes back: 480 after ring_timeout_s and a missed-call push"
 	local ext=1005 voip remote t0 t1
@@ -282,6 +296,9 @@ t_never_back() {
 	check "the call's log line says it was not woken" \
 		bash -c "grep '\"sip call\"' '$WORK/gw-G.log' | grep -q '\"outcome\":\"not_woken\"'"
 	TIMINGS+=("never back: INVITE→480 $((t1 - t0)) ms (ring_timeout_s $RING_TIMEOUT_S)")
+	phone gone-late udp "$ext" "$(apns_pn_both "$voip" "$remote")" "$(uuid "$ext")" register
+	check "the phone that registers after its missed call is counted woke_late" \
+		test -n "$(metric 'pushgw_sip_invites_total{outcome="woke_late"}')"
 	show_on_failure gone
 }
 
@@ -359,7 +376,7 @@ t_metrics() {
 }
 
 
-ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_cancel_ringing t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
+ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done
