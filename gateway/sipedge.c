@@ -262,9 +262,11 @@ static void rjob_finish(void *arg, bool timed_out)
 
 void edge_rjob_submit(sipedge *edge, edge_rjob *j)
 {
-	pgw_err rc = registry_queue_submit(edge->rq, rjob_work, rjob_finish, rjob_unref, j,
-					   pgw_now_ms() + EDGE_REGISTRY_DEADLINE_MS);
+	pgw_err rc = j->rc; /* set before: the inputs could not be built */
 
+	if (rc == PGW_OK)
+		rc = registry_queue_submit(edge->rq, rjob_work, rjob_finish, rjob_unref, j,
+					   pgw_now_ms() + EDGE_REGISTRY_DEADLINE_MS);
 	if (rc == PGW_OK)
 		return;
 	j->rc = rc;
@@ -700,8 +702,50 @@ static bool load_bindings(sipedge *edge)
 	return true;
 }
 
+/* ---- expiry: bindings the PBX's expiry ran out on ---- */
+
+static void expire_work(edge_rjob *j)
+{
+	int removed = 0;
+
+	j->rc = registry_binding_expire(j->reg, j->in.edge, j->in.expires_at_ms, &removed);
+}
+
+static void expire_done(sipedge *edge, edge_rjob *j)
+{
+	if (j->rc != PGW_OK)
+		pgw_log(PGW_LOG_WARN, "sip: expired bindings not removed from the registry", "error",
+			pgw_strerror(j->rc), NULL);
+}
+
+static void sweep(su_root_magic_t *magic, su_timer_t *t, void *arg)
+{
+	sipedge *edge = arg;
+	int64_t now = pgw_wall_ms();
+	edge_binding *b, *next;
+	edge_rjob *j;
+
+	for (b = edge->bindings; b; b = next) {
+		next = b->next;
+		if (b->rec.expires_at_ms <= now)
+			edge_binding_drop(edge, b);
+	}
+	edge_update_gauges(edge);
+	j = edge_rjob_new(edge, expire_work, expire_done, NULL);
+	if (!j)
+		return;
+	j->in.edge = strdup(edge->cfg->sip.public_host);
+	j->in.expires_at_ms = now;
+	if (!j->in.edge)
+		j->rc = PGW_ENOMEM;
+	edge_rjob_submit(edge, j);
+}
+
 static void sip_thread_teardown(sipedge *edge)
 {
+	if (edge->sweep_timer)
+		su_timer_destroy(edge->sweep_timer);
+	edge->sweep_timer = NULL;
 	edge_calls_teardown(edge);
 	edge_register_teardown(edge);
 	edge_proxy_teardown(edge);
@@ -752,6 +796,9 @@ static void *sip_thread(void *arg)
 	pthread_cond_signal(&edge->start_cv);
 	pthread_mutex_unlock(&edge->start_lock);
 	if (ok) {
+		edge->sweep_timer = su_timer_create(su_root_task(edge->root), EDGE_SWEEP_INTERVAL_MS);
+		if (edge->sweep_timer)
+			su_timer_set_for_ever(edge->sweep_timer, sweep, edge);
 		edge_update_gauges(edge);
 		log_listening(edge);
 		su_root_run(edge->root);

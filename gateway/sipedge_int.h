@@ -42,6 +42,7 @@
 #define EDGE_MAX_MESSAGE_BYTES 65536
 #define EDGE_REGISTRY_DEADLINE_MS 5000
 #define EDGE_WOKE_LATE_WINDOW_MS 120000
+#define EDGE_SWEEP_INTERVAL_MS 60000
 #define EDGE_ID_PREFIX "pgw-"
 
 /* ---- mailbox: other threads hand work to the SIP thread ----
@@ -132,6 +133,7 @@ typedef struct sipedge {
 	size_t n_pending_registers;
 	struct edge_proxy *proxies; /* other proxied transactions in flight */
 	uint64_t next_serial;
+	su_timer_t *sweep_timer; /* drops expired bindings */
 } sipedge;
 
 /* ---- registry jobs: blocking calls off the SIP thread ---- */
@@ -155,7 +157,8 @@ struct edge_rjob {
 	bool created;
 };
 edge_rjob *edge_rjob_new(sipedge *edge, edge_rjob_work_fn work, edge_rjob_done_fn done, void *ctx);
-/* Queue it; on failure j->done runs at once with rc set (never blocks). */
+/* Queue it; on failure (or with j->rc already set: its inputs could not
+ * be built) j->done runs at once with rc set. Never blocks. */
 void edge_rjob_submit(sipedge *edge, edge_rjob *j);
 void edge_binding_rec_clear(registry_binding *b);
 pgw_err edge_binding_rec_copy(registry_binding *dst, const registry_binding *src);
