@@ -7,6 +7,7 @@
  * the registry job callbacks, which say so. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <sofia-sip/su_log.h>
 #include <sofia-sip/su_tag.h>
 #include <sofia-sip/tport_tag.h>
@@ -557,6 +559,67 @@ static void start_failed(sipedge *edge, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* sofia's TLS reads its key and certificate from "agent.pem" in a folder:
+ * a private one, written here and removed once the listeners are bound.
+ * Returns false (with the reason) when it cannot be written. */
+static bool write_tls_dir(sipedge *edge, char *dir, size_t n)
+{
+	const pgw_sip_conf *sc = &edge->cfg->sip;
+	char path[300], *key = NULL, *cert = NULL;
+	size_t klen = 0, clen = 0;
+	const char *tmp = getenv("TMPDIR");
+	FILE *f;
+	bool ok = false;
+	int fd;
+
+	snprintf(dir, n, "%s/pushgw-sip-tls.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		start_failed(edge, "sip: cannot create a private folder for the TLS key: %s",
+			     strerror(errno));
+		dir[0] = '\0';
+		return false;
+	}
+	if (pgw_read_file(sc->tls_key_file, &key, &klen) != PGW_OK ||
+	    pgw_read_file(sc->tls_cert_file, &cert, &clen) != PGW_OK) {
+		start_failed(edge, "%s: sip.tls: cannot read %s or %s", edge->cfg->path,
+			     sc->tls_key_file, sc->tls_cert_file);
+		goto out;
+	}
+	snprintf(path, sizeof path, "%s/agent.pem", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f) {
+		if (fd >= 0)
+			close(fd);
+		start_failed(edge, "sip: cannot write the TLS key for sofia-sip: %s", strerror(errno));
+		goto out;
+	}
+	ok = fwrite(key, 1, klen, f) == klen && fputc('\n', f) != EOF &&
+	     fwrite(cert, 1, clen, f) == clen;
+	ok = fclose(f) == 0 && ok;
+	if (!ok)
+		start_failed(edge, "sip: cannot write the TLS key for sofia-sip");
+out:
+	if (key)
+		{
+		OPENSSL_cleanse(key, klen);
+		free(key);
+	}
+	free(cert);
+	return ok;
+}
+
+static void remove_tls_dir(const char *dir)
+{
+	char path[300];
+
+	if (!dir[0])
+		return;
+	snprintf(path, sizeof path, "%s/agent.pem", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 static bool bind_listeners(sipedge *edge)
 {
 	const pgw_sip_conf *sc = &edge->cfg->sip;
@@ -574,11 +637,16 @@ static bool bind_listeners(sipedge *edge)
 			snprintf(port, sizeof port, "*");
 		else
 			snprintf(port, sizeof port, "%d", l->port);
-		snprintf(url, sizeof url, "sip:%s%s%s:%s;transport=%s", v6 ? "[" : "", l->host,
-			 v6 ? "]" : "", port, transport_names[l->transport]);
-		if (l->transport == PGW_SIP_TLS && !tls_dir[0]) {
-			start_failed(edge, "%s: sip.listen[%zu]: tls listeners are not supported yet",
-				     edge->cfg->path, i);
+		/* sofia binds TLS for a sips: URI */
+		if (l->transport == PGW_SIP_TLS)
+			snprintf(url, sizeof url, "sips:%s%s%s:%s", v6 ? "[" : "", l->host, v6 ? "]" : "",
+				 port);
+		else
+			snprintf(url, sizeof url, "sip:%s%s%s:%s;transport=%s", v6 ? "[" : "", l->host,
+				 v6 ? "]" : "", port, transport_names[l->transport]);
+		if (l->transport == PGW_SIP_TLS && !tls_dir[0] &&
+		    !write_tls_dir(edge, tls_dir, sizeof tls_dir)) {
+			remove_tls_dir(tls_dir);
 			return false;
 		}
 		if (!edge->agent) {
@@ -586,19 +654,23 @@ static bool bind_listeners(sipedge *edge)
 				edge->root, (url_string_t *)url, agent_message, edge,
 				NTATAG_MAXSIZE(EDGE_MAX_MESSAGE_BYTES), NTATAG_CLIENT_RPORT(1),
 				NTATAG_SERVER_RPORT(1), NTATAG_CANCEL_487(0), NTATAG_UDP_MTU(65535),
-				NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TPTAG_PONG2PING(1), TAG_END());
+				NTATAG_USE_NAPTR(0), NTATAG_USE_SRV(0), TPTAG_PONG2PING(1),
+				TAG_IF(tls_dir[0], TPTAG_CERTIFICATE(tls_dir)), TAG_END());
 			rc = edge->agent ? 0 : -1;
 		} else {
 			rc = nta_agent_add_tport(edge->agent, (url_string_t *)url, TPTAG_PONG2PING(1),
+						 TAG_IF(tls_dir[0], TPTAG_CERTIFICATE(tls_dir)),
 						 TAG_END());
 		}
 		if (rc < 0) {
 			start_failed(edge, "%s: sip.listen[%zu]: cannot listen on %s:%d (%s): %s",
 				     edge->cfg->path, i, l->host, l->port, transport_names[l->transport],
 				     strerror(errno));
+			remove_tls_dir(tls_dir);
 			return false;
 		}
 	}
+	remove_tls_dir(tls_dir); /* read at bind time */
 	for (tp = tport_primaries(nta_agent_tports(edge->agent)); tp; tp = tport_next(tp)) {
 		const tp_name_t *n = tport_name(tp);
 		int k = transport_index(n->tpn_proto);
