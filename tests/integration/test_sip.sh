@@ -57,11 +57,15 @@ start_registrar() {
 # restart of pushgw.
 SIP_UDP=$(free_port udp)
 SIP_TCP=$(free_port tcp)
+SIP_TLS=$(free_port tcp)
 
 write_sip_config() {
 	write_config "$WORK/gw.json" A
-	jq --arg kam "$KAM_PORT" --arg u "$SIP_UDP" --arg t "$SIP_TCP" --argjson rt "$RING_TIMEOUT_S" \
-		'.sip = {listen: ["udp:127.0.0.1:" + $u, "tcp:127.0.0.1:" + $t], public_host: "127.0.0.1",
+	jq --arg kam "$KAM_PORT" --arg u "$SIP_UDP" --arg t "$SIP_TCP" --arg s "$SIP_TLS" \
+		--arg certs "$WORK/certs" --argjson rt "$RING_TIMEOUT_S" \
+		'.sip = {listen: ["udp:127.0.0.1:" + $u, "tcp:127.0.0.1:" + $t, "tls:127.0.0.1:" + $s],
+		         tls: {cert_file: ($certs + "/server.pem"), key_file: ($certs + "/server.key")},
+		         public_host: "127.0.0.1",
 		         backend: ("sip:127.0.0.1:" + $kam + ";transport=udp"), app: "phone",
 		         ring_timeout_s: $rt}' "$WORK/gw.json" >"$WORK/gw.json.new" &&
 		mv "$WORK/gw.json.new" "$WORK/gw.json"
@@ -93,6 +97,7 @@ phone() {
 	local name="$1" transport="$2" ext="$3" pn="$4" inst="$5" mode="$6"; shift 6
 	local port=$SIP_UDP
 	[ "$transport" = tcp ] && port=$SIP_TCP
+	[ "$transport" = tls ] && port=$SIP_TLS
 	python3 "$PHONE" --transport "$transport" --port "$port" --user "$ext" --pn "$pn" \
 		--instance "$inst" --mode "$mode" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
 	PHONE_RC=$?
@@ -192,6 +197,11 @@ t_sleeping_tcp() {
 t_sleeping_udp() {
 	begin "a sleeping phone over UDP is woken by push, registers again and answers"
 	sleeping_phone_call udp udp 1002 "$(tok 102)" "$(apns_pn "$(tok 102)")"
+}
+
+t_sleeping_tls() {
+	begin "a sleeping phone over TLS is woken by push, registers again and answers"
+	sleeping_phone_call tls tls 1015 "$(tok 115)" "$(apns_pn "$(tok 115)")"
 }
 
 t_foreground() {
@@ -391,7 +401,7 @@ t_metrics() {
 }
 
 
-ALL="t_sleeping_tcp t_sleeping_udp t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
+ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done
