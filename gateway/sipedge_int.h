@@ -39,6 +39,7 @@
 #define EDGE_MAX_BINDINGS 20000
 #define EDGE_MAX_CALLS 2000
 #define EDGE_MAX_PENDING_REGISTERS 2000
+#define EDGE_MAX_PROXIED 4000
 #define EDGE_MAX_MESSAGE_BYTES 65536
 #define EDGE_REGISTRY_DEADLINE_MS 5000
 #define EDGE_WOKE_LATE_WINDOW_MS 120000
@@ -132,6 +133,7 @@ typedef struct sipedge {
 	struct edge_reg *registers; /* REGISTERs in flight */
 	size_t n_pending_registers;
 	struct edge_proxy *proxies; /* other proxied transactions in flight */
+	size_t n_proxies;
 	uint64_t next_serial;
 	su_timer_t *sweep_timer; /* drops expired bindings */
 } sipedge;

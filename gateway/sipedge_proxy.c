@@ -26,6 +26,7 @@ static void proxy_free(edge_proxy *px)
 	for (p = &px->edge->proxies; *p; p = &(*p)->next) {
 		if (*p == px) {
 			*p = px->next;
+			px->edge->n_proxies--;
 			break;
 		}
 	}
@@ -244,14 +245,15 @@ void edge_proxy_request(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend
 		nta_msg_treply(edge->agent, msg, SIP_481_NO_TRANSACTION, TAG_END());
 		return;
 	}
-	px = calloc(1, sizeof *px);
+	px = edge->n_proxies < EDGE_MAX_PROXIED ? calloc(1, sizeof *px) : NULL;
 	if (!px) {
-		nta_msg_treply(edge->agent, msg, SIP_500_INTERNAL_SERVER_ERROR, TAG_END());
+		nta_msg_treply(edge->agent, msg, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
 		return;
 	}
 	px->edge = edge;
 	px->next = edge->proxies;
 	edge->proxies = px;
+	edge->n_proxies++;
 	px->irq = nta_incoming_create(edge->agent, NULL, msg, sip, TAG_END());
 	if (!px->irq) {
 		msg_destroy(msg);
