@@ -363,6 +363,18 @@ t_restart() {
 	show_on_failure crash
 }
 
+t_shutdown_held() {
+	begin "SIGTERM while an INVITE is held: it is answered, and pushgw exits 0"
+	local ext=1016 token; token=$(tok 116)
+	phone held-reg udp "$ext" "$(apns_pn "$token")" "$(uuid "$ext")" register
+	caller held-caller "$ext" "$SIPDIR/held_at_shutdown.xml"
+	check "the INVITE is held (its wake push went out)" wait_push "$token" call
+	stop_gw G
+	expect_eq "pushgw exits 0" "$GW_EXIT" 0
+	wait_caller held-caller
+	expect_eq "the caller got an answer (503 from pushgw, 500 through Kamailio)" "$CALLER_RC" 0
+}
+
 t_refresh_and_remove() {
 	begin "a refresh keeps the binding id; Expires: 0 removes it"
 	local ext=1007 token id1 id2; token=$(tok 107)
@@ -414,7 +426,7 @@ t_metrics() {
 }
 
 
-ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart"
+ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart t_shutdown_held"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done
