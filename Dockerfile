@@ -26,7 +26,7 @@ COPY gateway ./gateway
 RUN scripts/container-build-check.sh stage
 
 FROM ${DEBIAN_IMAGE}
-ARG RUNTIME_PACKAGES="libmicrohttpd12 libnghttp2-14 libssl3 libjansson4 libjwt0 libsqlite3-0 libcurl4 libgnutls30 libpq5 ca-certificates"
+ARG RUNTIME_PACKAGES="libmicrohttpd12 libnghttp2-14 libssl3 libjansson4 libjwt0 libsqlite3-0 libcurl4 libgnutls30 libpq5 libsofia-sip-ua0 ca-certificates"
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${RUNTIME_PACKAGES} \
     && rm -rf /var/lib/apt/lists/* \

@@ -2,14 +2,16 @@
 # everything (installing missing Debian packages first), `make bench` measures.
 
 CC      ?= cc
-PKGS    := libmicrohttpd libnghttp2 openssl jansson libjwt sqlite3 libcurl gnutls libpq
+PKGS    := libmicrohttpd libnghttp2 openssl jansson libjwt sqlite3 libcurl gnutls libpq sofia-sip-ua
 BUILD   ?= build
 SAN     ?=
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
            $(OPT) -g -Iinclude $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN)
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# sofia-sip's headers are not -Wextra clean: include them as system headers.
+PKG_CFLAGS = $(shell pkg-config --cflags $(filter-out sofia-sip-ua,$(PKGS)) 2>/dev/null) \
+             $(shell pkg-config --cflags-only-I sofia-sip-ua 2>/dev/null | sed 's/-I/-isystem /g')
 LDLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 GW_SRC   := $(wildcard gateway/*.c)

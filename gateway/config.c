@@ -4,6 +4,7 @@
  * snapshot is read-only and may be shared by all threads. */
 #include "pushgw/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/err.h>
@@ -1204,6 +1205,224 @@ static void parse_log(loader *ld, const json_t *root)
 	}
 }
 
+/* ---- sip (the SIP edge, docs/sip-edge.md) ---- */
+
+/* "udp:HOST:PORT", "tcp:…" or "tls:…"; returns why it is not, or NULL. */
+static const char *parse_sip_listen(const char *s, pgw_sip_listen *out)
+{
+	static const char *const names[] = { "udp:", "tcp:", "tls:" };
+	size_t i;
+
+	for (i = 0; i < 3; i++)
+		if (strncmp(s, names[i], 4) == 0)
+			break;
+	if (i == 3)
+		return "expected \"udp:HOST:PORT\", \"tcp:HOST:PORT\" or \"tls:HOST:PORT\"";
+	out->transport = (pgw_sip_transport)i;
+	return parse_listen(s + 4, &out->host, &out->port);
+}
+
+static bool parse_cidr(const char *s, pgw_cidr *out)
+{
+	char addr[64], *slash, *end;
+	long prefix;
+	size_t n = strlen(s);
+
+	if (n == 0 || n >= sizeof addr)
+		return false;
+	memcpy(addr, s, n + 1);
+	slash = strchr(addr, '/');
+	if (slash)
+		*slash = '\0';
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, addr, out->addr) == 1)
+		out->family = AF_INET;
+	else if (inet_pton(AF_INET6, addr, out->addr) == 1)
+		out->family = AF_INET6;
+	else
+		return false;
+	out->prefix = out->family == AF_INET ? 32 : 128;
+	if (slash) {
+		errno = 0;
+		prefix = strtol(slash + 1, &end, 10);
+		if (slash[1] < '0' || slash[1] > '9' || *end || errno || prefix < 0 ||
+		    prefix > out->prefix)
+			return false;
+		out->prefix = (int)prefix;
+	}
+	return true;
+}
+
+bool config_cidr_contains(const pgw_cidr *c, int family, const void *addr)
+{
+	const unsigned char *a = addr;
+	int full = c->prefix / 8, rest = c->prefix % 8;
+
+	if (c->family != family)
+		return false;
+	if (memcmp(c->addr, a, (size_t)full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((c->addr[full] ^ a[full]) & (0xff << (8 - rest))) == 0;
+}
+
+/* A SIP or SIPS URI without blanks; the SIP edge parses it fully. */
+static bool is_sip_uri(const char *s)
+{
+	if (strncasecmp(s, "sip:", 4) != 0 && strncasecmp(s, "sips:", 5) != 0)
+		return false;
+	s += s[3] == ':' ? 4 : 5;
+	if (*s == '\0' || *s == ';' || *s == ':')
+		return false;
+	for (; *s; s++)
+		if (*s <= ' ' || *s > '~' || *s == '<' || *s == '>')
+			return false;
+	return true;
+}
+
+static void parse_sip_listeners(loader *ld, const json_t *o)
+{
+	pgw_sip_conf *sc = &ld->cfg->sip;
+	const json_t *arr = json_object_get(o, "listen"), *v;
+	char field[FIELD_MAX];
+	const char *why;
+	size_t i;
+
+	if (!arr || !json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > 16) {
+		problem(ld, "sip.listen",
+			"expected an array of 1 to 16 strings like \"udp:0.0.0.0:5060\"");
+		return;
+	}
+	sc->listen = calloc(json_array_size(arr), sizeof *sc->listen);
+	if (!sc->listen) {
+		ld->oom = true;
+		return;
+	}
+	json_array_foreach(arr, i, v) {
+		snprintf(field, sizeof field, "sip.listen[%zu]", i);
+		if (!json_is_string(v)) {
+			problem(ld, field, "expected a string like \"udp:0.0.0.0:5060\"");
+			continue;
+		}
+		why = parse_sip_listen(json_string_value(v), &sc->listen[sc->n_listen]);
+		if (why) {
+			problem(ld, field, "%s", why);
+			continue;
+		}
+		if (!sc->listen[sc->n_listen].host) {
+			ld->oom = true;
+			return;
+		}
+		sc->n_listen++;
+	}
+}
+
+static void parse_sip_tls(loader *ld, const json_t *o)
+{
+	static const char *const fields[] = { "cert_file", "key_file", NULL };
+	pgw_sip_conf *sc = &ld->cfg->sip;
+	const char *cert, *key;
+	const json_t *tls;
+	bool wanted = false;
+	size_t i;
+
+	for (i = 0; i < sc->n_listen; i++)
+		wanted |= sc->listen[i].transport == PGW_SIP_TLS;
+	if (!get_object(ld, o, "sip", "tls", &tls))
+		return;
+	if (!tls) {
+		if (wanted)
+			problem(ld, "sip.tls", "expected {\"cert_file\", \"key_file\"}: a tls: listener needs them");
+		return;
+	}
+	check_known_fields(ld, tls, "sip.tls", fields, "cert_file, key_file");
+	if (!get_string(ld, tls, "sip.tls", "cert_file", &cert) ||
+	    !get_string(ld, tls, "sip.tls", "key_file", &key))
+		return;
+	if (!cert || !key) {
+		problem(ld, cert ? "sip.tls.key_file" : "sip.tls.cert_file",
+			"expected a path: sip.tls needs both cert_file and key_file");
+		return;
+	}
+	sc->tls_cert_file = ld_path(ld, cert);
+	sc->tls_key_file = ld_path(ld, key);
+	if (ld->oom)
+		return;
+	check_cert_pair(ld, "sip.tls.cert_file", sc->tls_cert_file, "sip.tls.key_file",
+			sc->tls_key_file, true);
+}
+
+static void parse_sip_sources(loader *ld, const json_t *o)
+{
+	pgw_sip_conf *sc = &ld->cfg->sip;
+	const json_t *arr = json_object_get(o, "backend_sources"), *v;
+	char field[FIELD_MAX];
+	size_t i;
+
+	if (!arr || json_is_null(arr))
+		return;
+	if (!json_is_array(arr) || json_array_size(arr) > 256) {
+		problem(ld, "sip.backend_sources",
+			"expected an array of at most 256 CIDRs like \"203.0.113.10/32\"");
+		return;
+	}
+	sc->backend_sources = calloc(json_array_size(arr) + 1, sizeof *sc->backend_sources);
+	if (!sc->backend_sources) {
+		ld->oom = true;
+		return;
+	}
+	json_array_foreach(arr, i, v) {
+		snprintf(field, sizeof field, "sip.backend_sources[%zu]", i);
+		if (!json_is_string(v) ||
+		    !parse_cidr(json_string_value(v), &sc->backend_sources[sc->n_backend_sources])) {
+			problem(ld, field, "expected an address or CIDR like \"203.0.113.10/32\" or \"2001:db8::/64\"");
+			continue;
+		}
+		sc->n_backend_sources++;
+	}
+}
+
+static void parse_sip(loader *ld, const json_t *root)
+{
+	static const char *const fields[] = { "listen", "tls", "public_host", "backend",
+					      "backend_sources", "app", "ring_timeout_s", NULL };
+	pgw_sip_conf *sc = &ld->cfg->sip;
+	const char *host, *backend, *app;
+	const json_t *o;
+
+	if (!get_object(ld, root, NULL, "sip", &o) || !o)
+		return;
+	sc->enabled = true;
+	sc->ring_timeout_s = 30;
+	check_known_fields(ld, o, "sip", fields,
+			   "listen, tls, public_host, backend, backend_sources, app, ring_timeout_s");
+	parse_sip_listeners(ld, o);
+	parse_sip_tls(ld, o);
+	if (get_string(ld, o, "sip", "public_host", &host)) {
+		if (!host || !chars_in(host, 253, ".-:[]"))
+			problem(ld, "sip.public_host",
+				"expected the host name or address phones and the PBX reach pushgw at, e.g. \"push.example.com\"");
+		else
+			sc->public_host = ld_strdup(ld, host);
+	}
+	if (get_string(ld, o, "sip", "backend", &backend)) {
+		if (!backend || !is_sip_uri(backend))
+			problem(ld, "sip.backend",
+				"expected the PBX's SIP URI, e.g. \"sip:pbx.example.com:5060;transport=udp\"");
+		else
+			sc->backend = ld_strdup(ld, backend);
+	}
+	parse_sip_sources(ld, o);
+	if (get_string(ld, o, "sip", "app", &app) && app) {
+		if (!config_app_find(ld->cfg, app))
+			problem(ld, "sip.app", "expected the name of an app in apps (\"%s\" is not one)", app);
+		else
+			sc->app = ld_strdup(ld, app);
+	}
+	get_int_field(ld, o, "sip", "ring_timeout_s", 1, 600, &sc->ring_timeout_s);
+}
+
 /* ---- environment overrides ---- */
 
 static const char *env_set(const char *name)
@@ -1307,11 +1526,11 @@ static void parse_root(loader *ld, const json_t *root)
 {
 	static const char *const fields[] = {
 		"listen",   "tls",    "api_keys",	  "apps", "upstream",
-		"registry", "limits", "shutdown_grace_s", "log",  NULL,
+		"registry", "limits", "shutdown_grace_s", "log",  "sip", NULL,
 	};
 
 	check_known_fields(ld, root, NULL, fields,
-			   "listen, tls, api_keys, apps, upstream, registry, limits, shutdown_grace_s, log");
+			   "listen, tls, api_keys, apps, upstream, registry, limits, shutdown_grace_s, log, sip");
 	parse_listen_field(ld, root);
 	parse_tls(ld, root);
 	/* apps first: api_keys[].apps refer to them */
@@ -1323,6 +1542,7 @@ static void parse_root(loader *ld, const json_t *root)
 	get_int_field(ld, root, NULL, "shutdown_grace_s", 0, 300,
 		      &ld->cfg->shutdown_grace_s);
 	parse_log(ld, root);
+	parse_sip(ld, root); /* after apps: sip.app names one */
 }
 
 /* Build ld->cfg from path, recording every problem in ld. */
@@ -1451,6 +1671,15 @@ void config_free(pgw_config *cfg)
 	free(cfg->upstream_ca_file);
 	free(cfg->registry_path);
 	free(cfg->registry_url);
+	for (i = 0; i < cfg->sip.n_listen; i++)
+		free(cfg->sip.listen[i].host);
+	free(cfg->sip.listen);
+	free(cfg->sip.tls_cert_file);
+	free(cfg->sip.tls_key_file);
+	free(cfg->sip.public_host);
+	free(cfg->sip.backend);
+	free(cfg->sip.backend_sources);
+	free(cfg->sip.app);
 	free(cfg);
 }
 

@@ -18,6 +18,7 @@
 #include "pushgw/log.h"
 #include "pushgw/metrics.h"
 #include "pushgw/registry.h"
+#include "pushgw/sipedge.h"
 #include "pushgw/upstream.h"
 #include "pushgw/util.h"
 
@@ -114,6 +115,11 @@ static void describe_metrics(void)
 	metrics_describe("pushgw_http_slow_connections_closed_total", "counter", "Connections closed because a request was not in within 10 s of its first line, or its first line within 35 s.");
 	metrics_describe("pushgw_callbacks_pending", "gauge", "Async wakes whose result callback is not yet delivered or given up (the callback queue).");
 	metrics_describe("pushgw_upstream_retries_total", "counter", "Upstream retries of a push after a 5xx, 429, lost connection or timeout: result=\"retried\", or \"budget_exhausted\" when the origin's retry budget (about a fifth of its recent requests) was spent and the push kept its last answer.");
+	metrics_describe("pushgw_sip_registrations_total", "counter", "REGISTERs through the SIP edge by result (created, refreshed, removed, challenged, rejected, error).");
+	metrics_describe("pushgw_sip_bindings", "gauge", "Phones registered through the SIP edge.");
+	metrics_describe("pushgw_sip_invites_total", "counter", "INVITEs to SIP-edge bindings by outcome (answered, no_answer, cancelled, woke_late, not_woken, rejected).");
+	metrics_describe("pushgw_sip_held_invites", "gauge", "INVITEs the SIP edge holds or rings now.");
+	metrics_describe("pushgw_wake_to_register_seconds", "histogram", "Time from a call's wake push to the phone's new REGISTER through the SIP edge.");
 	metrics_describe("pushgw_upstream_config_mistakes_total", "counter", "Tokens refused because of a configuration mistake, not a dead token (FCM SENDER_ID_MISMATCH, APNs DeviceTokenNotForTopic, BadDeviceToken for a stated environment): the device is kept; check the app's settings.");
 }
 
@@ -137,6 +143,7 @@ typedef struct gateway {
 	regwatch *watch;
 	callbacks *cbs;
 	http_api *api;
+	sipedge *sip;          /* NULL without a sip section */
 	const pgw_config *cfg; /* the current one */
 	upstream *up;          /* built for cfg */
 	atomic_bool loop_running;
@@ -236,6 +243,13 @@ static void warn_unapplied(const pgw_config *old, const pgw_config *now)
 	    (old->upstream_ca_file && strcmp(old->upstream_ca_file, now->upstream_ca_file) != 0) ||
 	    old->upstream_ping_interval_s != now->upstream_ping_interval_s)
 		pgw_log(PGW_LOG_WARN, restart, "field", "upstream.ca_file/ping_interval_s", NULL);
+	/* the SIP edge keeps the config it started with (docs/sip-edge.md) */
+	if (old->sip.enabled != now->sip.enabled ||
+	    (old->sip.enabled && (strcmp(old->sip.public_host, now->sip.public_host) != 0 ||
+				  strcmp(old->sip.backend, now->sip.backend) != 0 ||
+				  old->sip.ring_timeout_s != now->sip.ring_timeout_s ||
+				  old->sip.n_listen != now->sip.n_listen)))
+		pgw_log(PGW_LOG_WARN, restart, "field", "sip", NULL);
 }
 
 /* SIGHUP: a broken new config is refused with a log line and the old one
@@ -306,6 +320,8 @@ static void shutdown_upstream(upstream *up)
  *   503 at once, and work posted before the stop runs here (evloop.h);
  * - the upstreams and the pool end every push, which resumes its request
  *   or hands its async result to the callbacks;
+ * - the SIP edge stops: it answers the INVITEs it holds and asks the API
+ *   for no more pushes (those in flight ended with the upstreams);
  * - the API stops: no request runs after it;
  * - the callbacks: their thread may be rendering an async result out of an
  *   API generation, and results never prepared are rendered here;
@@ -325,6 +341,8 @@ static void teardown(gateway *gw, pgw_config *first_cfg, upstream *first_up)
 	else if (first_up)
 		upstream_shutdown(first_up);
 	h2pool_free(gw->pool);
+	sipedge_free(gw->sip);
+	gw->sip = NULL;
 	http_api_stop(gw->api, 2000);
 	callbacks_free(gw->cbs);
 	if (gw->api) {
@@ -424,6 +442,14 @@ static int run(const char *path)
 	gw.cfg = cfg;
 	gw.up = up;
 	log_startup(cfg, http_api_port(gw.api));
+	/* the SIP edge needs the API (its pushes) and the registry */
+	if (cfg->sip.enabled) {
+		sipedge_deps sd = {.cfg = cfg, .api = gw.api, .reg = gw.reg};
+		if (sipedge_start(&sd, &gw.sip, err, sizeof err) != PGW_OK) {
+			fprintf(stderr, "pushgw: %s\n", err);
+			goto out;
+		}
+	}
 
 	sig = wait_for_stop(&gw, &set);
 	pgw_log(PGW_LOG_INFO, "stopping: draining in-flight wakes and callbacks", "signal",

@@ -6,7 +6,8 @@ set -euo pipefail
 quiet=0; [ "${1:-}" = "--quiet" ] && { quiet=1; shift; }
 what=${1:-test}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libnghttp2-dev libssl-dev
-      libjansson-dev libjwt-dev libsqlite3-dev libcurl4-openssl-dev libgnutls28-dev libpq-dev)
+      libjansson-dev libjwt-dev libsqlite3-dev libcurl4-openssl-dev libgnutls28-dev libpq-dev
+      libsofia-sip-ua-dev)
 [ "$what" = test ] && pkgs+=(curl openssl jq python3 valgrind nghttp2-server nghttp2-client prometheus python3-yaml python3-jsonschema clang libclang-rt-14-dev postgresql)
 missing=()
 for p in "${pkgs[@]}"; do

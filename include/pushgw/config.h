@@ -82,6 +82,42 @@ typedef struct pgw_api_key {
 	char *callback_secret; /* NULL when unset */
 } pgw_api_key;
 
+/* The SIP edge (docs/sip-edge.md); enabled only by a "sip" section. */
+typedef enum pgw_sip_transport {
+	PGW_SIP_UDP = 0,
+	PGW_SIP_TCP,
+	PGW_SIP_TLS,
+} pgw_sip_transport;
+
+typedef struct pgw_sip_listen {
+	pgw_sip_transport transport;
+	char *host; /* as written, brackets removed for IPv6 */
+	int port;   /* 0: any free port */
+} pgw_sip_listen;
+
+/* A backend source network: address family, address bytes and prefix. */
+typedef struct pgw_cidr {
+	int family; /* AF_INET | AF_INET6 */
+	unsigned char addr[16];
+	int prefix;
+} pgw_cidr;
+
+typedef struct pgw_sip_conf {
+	bool enabled;
+	pgw_sip_listen *listen;
+	size_t n_listen;
+	char *tls_cert_file, *tls_key_file; /* absolute; set when a tls: listener is */
+	char *public_host;                  /* host put in the Contacts pushgw registers */
+	char *backend;                      /* SIP URI of the PBX */
+	pgw_cidr *backend_sources;          /* besides backend's resolved addresses */
+	size_t n_backend_sources;
+	char *app;          /* app that pn-* Contacts resolve to, or NULL (the only app) */
+	int ring_timeout_s; /* default 30 */
+} pgw_sip_conf;
+
+/* True when addr (family, 4 or 16 bytes) is inside c. */
+bool config_cidr_contains(const pgw_cidr *c, int family, const void *addr);
+
 typedef struct pgw_config {
 	char *path; /* absolute path of the file loaded */
 	char *dir;  /* its folder: relative paths are relative to it */
@@ -115,6 +151,8 @@ typedef struct pgw_config {
 	int shutdown_grace_s; /* default 10 */
 	int log_level;        /* pgw_log_level, default info */
 	bool log_text;        /* log.format == "text" */
+
+	pgw_sip_conf sip;
 
 	bool demo; /* set by main when it runs the bundled simulator demo */
 } pgw_config;

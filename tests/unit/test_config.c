@@ -3,6 +3,7 @@
  * one case per error class (file + field + what was expected), the --check
  * report, and hash-key. Keys and certificates are generated into a temporary
  * folder with the openssl command at test time. */
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +438,22 @@ typedef struct ecase {
 } ecase;
 
 static const ecase ecases[] = {
+	{ "sip listen with an unknown transport", "{\"sip\": {\"listen\": [\"sctp:0.0.0.0:5060\"], \"public_host\": \"p.example.com\", \"backend\": \"sip:pbx.example.com\"}}", NULL, NULL, NULL,
+	  "sip.listen[0]: expected \"udp:HOST:PORT\"", NULL },
+	{ "sip without listen", "{\"sip\": {\"public_host\": \"p.example.com\", \"backend\": \"sip:pbx.example.com\"}}", NULL, NULL, NULL,
+	  "sip.listen: expected an array", NULL },
+	{ "sip backend not a SIP URI", "{\"sip\": {\"listen\": [\"udp:127.0.0.1:0\"], \"public_host\": \"p.example.com\", \"backend\": \"http://pbx\"}}", NULL, NULL, NULL,
+	  "sip.backend: expected the PBX's SIP URI", NULL },
+	{ "sip without public_host", "{\"sip\": {\"listen\": [\"udp:127.0.0.1:0\"], \"backend\": \"sip:pbx.example.com\"}}", NULL, NULL, NULL,
+	  "sip.public_host: expected the host name", NULL },
+	{ "sip backend_sources not a CIDR", "{\"sip\": {\"listen\": [\"udp:127.0.0.1:0\"], \"public_host\": \"p.example.com\", \"backend\": \"sip:pbx.example.com\", \"backend_sources\": [\"10.0.0.0/33\"]}}", NULL, NULL, NULL,
+	  "sip.backend_sources[0]: expected an address or CIDR", NULL },
+	{ "sip app that is not configured", "{\"sip\": {\"listen\": [\"udp:127.0.0.1:0\"], \"public_host\": \"p.example.com\", \"backend\": \"sip:pbx.example.com\", \"app\": \"nope\"}}", NULL, NULL, NULL,
+	  "sip.app: expected the name of an app", NULL },
+	{ "sip tls listener without sip.tls", "{\"sip\": {\"listen\": [\"tls:127.0.0.1:0\"], \"public_host\": \"p.example.com\", \"backend\": \"sip:pbx.example.com\"}}", NULL, NULL, NULL,
+	  "sip.tls: expected {", NULL },
+	{ "sip ring_timeout_s out of range", "{\"sip\": {\"listen\": [\"udp:127.0.0.1:0\"], \"public_host\": \"p.example.com\", \"backend\": \"sip:pbx.example.com\", \"ring_timeout_s\": 0}}", NULL, NULL, NULL,
+	  "sip.ring_timeout_s: expected an integer from 1 to 600", NULL },
 	{ "unknown top-level field", "{\"listn\": \"x\"}", NULL, NULL, NULL,
 	  "listn: unknown field", "listen" },
 	{ "unknown section field", "{\"upstream\": {\"conections\": 3}}", NULL, NULL, NULL,
@@ -715,6 +732,50 @@ static void test_hash_key(void)
 	CHECK_STR(out, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+static void test_sip_section(void)
+{
+	pgw_config *cfg = NULL;
+	char err[512];
+	unsigned char in[4] = { 203, 0, 113, 77 }, out[4] = { 203, 0, 114, 1 };
+
+	TEST("no sip section: no SIP edge");
+	clear_env();
+	write_config(NULL, NULL);
+	CHECK(config_load(CONF, &cfg, err, sizeof err) == PGW_OK);
+	CHECK(cfg && !cfg->sip.enabled);
+	config_free(cfg);
+
+	TEST("a sip section loads with every value, ring_timeout_s defaults to 30");
+	write_config("{\"sip\": {\"listen\": [\"udp:0.0.0.0:5060\", \"tcp:[::1]:0\"],"
+		     " \"public_host\": \"push.example.com\","
+		     " \"backend\": \"sip:pbx.example.com:5060;transport=udp\","
+		     " \"backend_sources\": [\"203.0.113.0/24\", \"2001:db8::1\"], \"app\": \"phone\"}}",
+		     NULL);
+	cfg = NULL;
+	CHECK(config_load(CONF, &cfg, err, sizeof err) == PGW_OK);
+	if (!cfg) {
+		fprintf(stderr, "   %s\n", err);
+		return;
+	}
+	CHECK(cfg->sip.enabled);
+	CHECK(cfg->sip.n_listen == 2);
+	CHECK(cfg->sip.listen[0].transport == PGW_SIP_UDP);
+	CHECK_STR(cfg->sip.listen[0].host, "0.0.0.0");
+	CHECK(cfg->sip.listen[0].port == 5060);
+	CHECK(cfg->sip.listen[1].transport == PGW_SIP_TCP);
+	CHECK_STR(cfg->sip.listen[1].host, "::1");
+	CHECK(cfg->sip.listen[1].port == 0);
+	CHECK_STR(cfg->sip.public_host, "push.example.com");
+	CHECK_STR(cfg->sip.backend, "sip:pbx.example.com:5060;transport=udp");
+	CHECK_STR(cfg->sip.app, "phone");
+	CHECK(cfg->sip.ring_timeout_s == 30);
+	CHECK(cfg->sip.n_backend_sources == 2);
+	CHECK(config_cidr_contains(&cfg->sip.backend_sources[0], AF_INET, in));
+	CHECK(!config_cidr_contains(&cfg->sip.backend_sources[0], AF_INET, out));
+	CHECK(!config_cidr_contains(&cfg->sip.backend_sources[1], AF_INET, in));
+	config_free(cfg);
+}
+
 int main(void)
 {
 	size_t i;
@@ -724,6 +785,7 @@ int main(void)
 	test_full_config();
 	test_defaults();
 	test_variants();
+	test_sip_section();
 	test_secret_mode_policy();
 	for (i = 0; i < sizeof ecases / sizeof ecases[0]; i++)
 		run_ecase(&ecases[i]);
