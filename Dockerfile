@@ -40,7 +40,9 @@ VOLUME ["/var/lib/pushgw"]
 ENV PUSHGW_CONFIG=/etc/pushgw/pushgw.json \
     PUSHGW_LISTEN=0.0.0.0:8080 \
     PUSHGW_REGISTRY_PATH=/var/lib/pushgw/pushgw.db
-EXPOSE 8080
+# 8080: the HTTP API; 5060 (UDP and TCP) and 5061 (TLS): the SIP edge, when
+# the config has a "sip" section listening there
+EXPOSE 8080 5060/udp 5060/tcp 5061/tcp
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["/usr/local/bin/pushgw-healthcheck"]
