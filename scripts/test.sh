@@ -46,7 +46,10 @@ integration() { # integration BUILD_DIR: every tests/integration suite, then the
 		echo "$out" | grep -E '^(FAIL|pushgw .* did not start)' | head -20
 		line=$(grep -E '[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n1)
 		echo "  ${line:-$t: no summary}"
-		[ -n "$line" ] || f=$((f + 1))
+		if [ -z "$line" ]; then # it ended early: show how
+			f=$((f + 1))
+			tail -n 20 <<<"$out" | sed 's/^/    | /'
+		fi
 		lp=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); lf=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
 		p=$((p + ${lp:-0})); f=$((f + ${lf:-0}))
 	done
