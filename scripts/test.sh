@@ -46,8 +46,10 @@ integration() { # integration BUILD_DIR: every tests/integration suite, then the
 		echo "$out" | grep -E '^(FAIL|pushgw .* did not start)' | head -20
 		line=$(grep -E '[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -n1)
 		echo "  ${line:-$t: no summary}"
-		if [ -z "$line" ]; then # it ended early: show how
-			f=$((f + 1))
+		[ -n "$line" ] || f=$((f + 1))
+		# ended early, or failed without naming a check: show how
+		if [ -z "$line" ] || { [ "$(cat "$dir/$name.rc" 2>/dev/null)" != 0 ] &&
+			! grep -q '^FAIL' <<<"$out"; }; then
 			tail -n 20 <<<"$out" | sed 's/^/    | /'
 		fi
 		lp=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); lf=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
