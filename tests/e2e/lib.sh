@@ -79,11 +79,13 @@ e2e_ensure_tools() {
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# free_port udp|tcp: a loopback port nobody listens on right now.
+# free_port udp|tcp: a loopback port nobody listens on right now, below the
+# kernel's ephemeral range (32768 up), where the tests' own outgoing
+# connections would otherwise take it before the server binds it.
 free_port() {
 	local p i
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((20000 + RANDOM % 12000))
 		[ -z "$(ss -Hln"${1:0:1}" "sport = :$p" 2>/dev/null)" ] && { echo "$p"; return 0; }
 	done
 	return 1
