@@ -67,11 +67,16 @@ t_repeats_until_cancel() {
 	expect_eq "all are alert pushes to the bundle topic" "$(jq -r '[.[].headers["apns-topic"]] | unique | join(",")' <<<"$before")" com.example.phone
 	expect_eq "pushgw_ringing counts it" "$(ringing)" 1
 	promtool_ok "while a call rings"
+	# counted again just before the cancel: the checks above take a while
+	# on a loaded machine, and the call kept ringing meanwhile
+	n=$(alerts_for "$t" | jq length)
 	api R POST /v1/cancel "$(jq -c '.reason = "caller_cancelled"' <<<"$(alert_wake "$t" ring-1@pbx 30)")"
 	expect_eq "cancel sent" "$(jqb '.results[0].status')" sent
 	sleep 2.2
 	local after; after=$(alerts_for "$t")
-	expect_eq "after the cancel: only the final alert" "$(jq length <<<"$after")" $((n + 1))
+	# one repeat may have been on its way as the cancel came in; none after
+	check "after the cancel: the final alert and at most one repeat that was on its way ($(jq length <<<"$after") after $n)" \
+		test "$(jq length <<<"$after")" -ge $((n + 1)) -a "$(jq length <<<"$after")" -le $((n + 2))
 	expect_eq "the final alert says missed" "$(jq -r '.[-1].body | fromjson | .aps.alert["loc-key"]' <<<"$after")" IC_MISSED
 	expect_eq "the final alert replaces the ringing banner (collapse id = call id)" \
 		"$(jq -r '.[-1].headers["apns-collapse-id"]' <<<"$after")" ring-1@pbx
