@@ -11,7 +11,8 @@
 # the SQLite-vs-PostgreSQL registry through the API), BENCH_PEER=0 (skip the
 # Node peer), BENCH_PROFILE=1 (perf profile into bench/.cache/profile.txt),
 # BENCH_OUT (results file, default bench/results.json), BENCH_KEEP=1 (keep the
-# work directory with every raw output).
+# work directory with every raw output), BENCH_SIP=0 (skip the SIP section,
+# bench/sip.sh, which has knobs of its own).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ SECS=${BENCH_SECONDS:-6}
 REG_N=${BENCH_REGISTRY_DEVICES:-1000000}
 PEER=${BENCH_PEER:-1}
 PROFILE=${BENCH_PROFILE:-0}
+SIP=${BENCH_SIP:-1}
 REG_API=${BENCH_REGISTRY_API:-1}
 WAKE_EXTS=1000        # extensions (2 devices each) for wakes by extension
 REGISTRY_URL=         # set: pushgw's registry is this PostgreSQL database
@@ -549,6 +551,15 @@ else
 	say "8/8 profile skipped (BENCH_PROFILE=1 runs perf)"
 fi
 
+# ================= 9. the SIP edge =================
+
+if [ "$SIP" = 1 ]; then
+	say "9/9 the SIP edge: bench/sip.sh"
+	BENCH_SIP_OUT=$R/sip.json BUILD=$BUILD bench/sip.sh >&2 || say "the SIP section failed"
+else
+	say "9/9 the SIP edge skipped (BENCH_SIP=0)"
+fi
+
 # ================= results =================
 
 CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
@@ -588,6 +599,7 @@ jq -n \
 	--slurpfile wes <(cat "$R"/wake_ext_sqlite.json 2>/dev/null || echo null) \
 	--slurpfile wep <(cat "$R"/wake_ext_postgresql.json 2>/dev/null || echo null) \
 	--slurpfile pgs <(cat "$R"/pg_sessions.json 2>/dev/null || echo null) \
+	--slurpfile sip <(cat "$R"/sip.json 2>/dev/null || echo null) \
 	--argjson gwpid "${GW_PID:-0}" '
 	def lat: {p50_ms, p99_ms, p999_ms, max_ms, offered_per_s: .rate, achieved_per_s: .achieved_rps,
 	          requests, ok, errors, unanswered, pushes_sent};
@@ -656,6 +668,7 @@ jq -n \
 	    postgresql_sessions_after: $pgs[0].pushgw_sessions_after,
 	    postgresql_pool_size: $pgs[0].pool_size
 	  } else null end),
+	  sip: $sip[0],
 	  elapsed_s: $elapsed
 	}' >"$OUT"
 
@@ -706,6 +719,12 @@ def f(d): if . == null then "-" else (. * pow(10; d) | round / pow(10; d) | tost
    "| Through the API, PostgreSQL: registrations/s (p99) / wakes by extension/s (p99) | \(.registry_api.postgresql.register.wakes_per_s | n) (\(.registry_api.postgresql.register.p99_ms | f(2)) ms) / \(.registry_api.postgresql.wake_by_extension.wakes_per_s | n) (\(.registry_api.postgresql.wake_by_extension.p99_ms | f(2)) ms) | |",
    "| PostgreSQL / SQLite throughput: registrations; wakes by extension | \(.registry_api.postgresql_over_sqlite.register_throughput); \(.registry_api.postgresql_over_sqlite.wake_by_extension_throughput) | >= 0.5 |",
    "| PostgreSQL sessions held after \(.registry_api.postgresql_operations | n) API calls (pool of \(.registry_api.postgresql_pool_size)) | \(.registry_api.postgresql_sessions_after) | <= pool |"
+  else empty end),
+ (if .sip then
+   "| SIP: INVITE in -> push out, p50 / p99 / max | \(.sip.call_path.invite_to_push_ms.p50) / \(.sip.call_path.invite_to_push_ms.p99) / \(.sip.call_path.invite_to_push_ms.max) ms | p99 < 1 ms |",
+   "| SIP: woken REGISTER 2xx in -> INVITE out, p50 / p99 / max | \(.sip.call_path.register_2xx_to_invite_ms.p50) / \(.sip.call_path.register_2xx_to_invite_ms.p99) / \(.sip.call_path.register_2xx_to_invite_ms.max) ms | p99 < 1 ms |",
+   "| SIP: \(.sip.scale.bindings_registered | n) bindings + \(.sip.scale.held_invites_gauge | n) held INVITEs: peak RSS; threads start / after | \(.sip.scale.rss_kb.peak / 1024 | f(1)) MB; \(.sip.scale.threads.start) / \(.sip.scale.threads.bindings_and_held) | < 128 MB; no thread per binding |",
+   "| SIP: REGISTERs/s, Kamailio directly / through pushgw (medians of 3) | \(.sip.register_throughput.direct_per_s_median | n) / \(.sip.register_throughput.through_pushgw_per_s_median | n) (\(.sip.register_throughput.ratio)) | >= 0.5 |"
   else empty end),
  "",
  "CPU while pushgw was saturated (% of one core): " + ([.pushgw.saturation_1_device.cpu.threads[] | "\(.comm) \(.cpu_pct)"] | join(", ")) + ", wrk \(.pushgw.saturation_1_device.wrk_cpu_pct // "-")",

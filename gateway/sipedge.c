@@ -278,14 +278,38 @@ void edge_rjob_submit(sipedge *edge, edge_rjob *j)
 
 /* ---- bindings in memory ---- */
 
+/* FNV-1a over the id: ids are random, any spread will do. */
+static size_t binding_bucket(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h & (EDGE_BINDING_BUCKETS - 1);
+}
+
 edge_binding *edge_binding_find(sipedge *edge, const char *id)
 {
 	edge_binding *b;
 
-	for (b = edge->bindings; b; b = b->next)
+	for (b = edge->by_id[binding_bucket(id)]; b; b = b->hnext)
 		if (strcmp(b->rec.id, id) == 0)
 			return b;
 	return NULL;
+}
+
+void edge_binding_add(sipedge *edge, edge_binding *b)
+{
+	size_t k = binding_bucket(b->rec.id);
+
+	b->prev = NULL;
+	b->next = edge->bindings;
+	if (b->next)
+		b->next->prev = b;
+	edge->bindings = b;
+	b->hnext = edge->by_id[k];
+	edge->by_id[k] = b;
+	edge->n_bindings++;
 }
 
 void edge_binding_set_flow(edge_binding *b, tport_t *tp, const char *route)
@@ -313,11 +337,19 @@ void edge_binding_drop(sipedge *edge, edge_binding *b)
 {
 	edge_binding **p;
 
-	for (p = &edge->bindings; *p; p = &(*p)->next) {
-		if (*p == b) {
-			*p = b->next;
-			edge->n_bindings--;
-			break;
+	if (b->rec.id) {
+		for (p = &edge->by_id[binding_bucket(b->rec.id)]; *p; p = &(*p)->hnext) {
+			if (*p == b) {
+				*p = b->hnext;
+				if (b->prev)
+					b->prev->next = b->next;
+				else
+					edge->bindings = b->next;
+				if (b->next)
+					b->next->prev = b->prev;
+				edge->n_bindings--;
+				break;
+			}
 		}
 	}
 	if (b->tp)
@@ -764,9 +796,7 @@ static bool load_bindings(sipedge *edge)
 			b->provider = t.provider;
 			target_clear(&t);
 		}
-		b->next = edge->bindings;
-		edge->bindings = b;
-		edge->n_bindings++;
+		edge_binding_add(edge, b);
 	}
 	registry_bindings_free(list, n);
 	snprintf(count, sizeof count, "%zu", edge->n_bindings);
@@ -899,7 +929,8 @@ pgw_err sipedge_start(const sipedge_deps *deps, sipedge **out, char *errbuf, siz
 	if (rc != PGW_OK)
 		goto fail;
 	rc = PGW_ENOMEM;
-	if (!(edge->mb = edge_mailbox_new()) || registry_queue_new(2, 1024, &edge->rq) != PGW_OK) {
+	if (!(edge->by_id = calloc(EDGE_BINDING_BUCKETS, sizeof *edge->by_id)) ||
+	    !(edge->mb = edge_mailbox_new()) || registry_queue_new(EDGE_REGISTRY_THREADS, EDGE_REGISTRY_WAITING_MAX, &edge->rq) != PGW_OK) {
 		snprintf(errbuf, errlen, "sip: cannot create the SIP edge's queues");
 		goto fail;
 	}
@@ -958,6 +989,7 @@ void sipedge_free(sipedge *edge)
 		return;
 	sipedge_stop(edge);
 	edge_mailbox_unref(edge->mb);
+	free(edge->by_id);
 	config_free(edge->cfg);
 	pthread_cond_destroy(&edge->start_cv);
 	pthread_mutex_destroy(&edge->start_lock);

@@ -37,11 +37,18 @@
 
 /* Limits (docs/sip-edge.md "Limits"). */
 #define EDGE_MAX_BINDINGS 20000
+#define EDGE_BINDING_BUCKETS 32768 /* the id hash: a power of 2 above the limit */
 #define EDGE_MAX_CALLS 2000
 #define EDGE_MAX_PENDING_REGISTERS 2000
 #define EDGE_MAX_PROXIED 4000
 #define EDGE_MAX_MESSAGE_BYTES 65536
 #define EDGE_REGISTRY_DEADLINE_MS 5000
+/* Threads of the edge's registry queue. Each REGISTER holds one through a
+ * durable write; the backends commit the writes waiting together (group
+ * commit), so the REGISTERs in flight share an fsync only as far as there
+ * are threads to wait in it: with 2, relaying was bound to ~2 per fsync. */
+#define EDGE_REGISTRY_THREADS 16
+#define EDGE_REGISTRY_WAITING_MAX 2048
 #define EDGE_WOKE_LATE_WINDOW_MS 120000
 #define EDGE_SWEEP_INTERVAL_MS 60000
 #define EDGE_ID_PREFIX "pgw-"
@@ -62,7 +69,8 @@ pgw_err edge_mailbox_post(edge_mailbox *mb, edge_job_run_fn run, edge_job_drop_f
 
 /* ---- one phone registered through the edge ---- */
 typedef struct edge_binding {
-	struct edge_binding *next;
+	struct edge_binding *next, *prev; /* every binding: sweep, teardown */
+	struct edge_binding *hnext;        /* its id's hash chain */
 	registry_binding rec; /* strings malloc'd, owned */
 	bool has_push;        /* its Contact resolved to a push target */
 	pgw_provider provider;
@@ -127,6 +135,7 @@ typedef struct sipedge {
 	char listen_port[3][8];   /* bound port per transport (udp,tcp,tls), "" none */
 	char listen_host[3][64];
 	edge_binding *bindings;
+	edge_binding **by_id; /* EDGE_BINDING_BUCKETS chains, by binding id */
 	size_t n_bindings;
 	edge_call *calls;
 	size_t n_calls;
@@ -167,6 +176,9 @@ pgw_err edge_binding_rec_copy(registry_binding *dst, const registry_binding *src
 
 /* ---- sipedge.c helpers ---- */
 edge_binding *edge_binding_find(sipedge *edge, const char *id);
+/* Takes b (b->rec.id set) into the edge's bindings. */
+void edge_binding_add(sipedge *edge, edge_binding *b);
+/* Removes b from the edge's bindings (if it was added) and frees it. */
 void edge_binding_drop(sipedge *edge, edge_binding *b);
 void edge_binding_set_flow(edge_binding *b, tport_t *tp, const char *route);
 /* True when the binding's flow may carry a request now. */

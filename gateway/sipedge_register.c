@@ -15,7 +15,8 @@
 
 /* One REGISTER in flight. */
 typedef struct edge_reg {
-	struct edge_reg *next;
+	struct edge_reg *next, *prev;
+	bool linked;
 	sipedge *edge;
 	nta_incoming_t *irq;
 	nta_outgoing_t *orq;
@@ -39,14 +40,15 @@ typedef struct edge_reg {
 static void reg_free(edge_reg *r)
 {
 	sipedge *edge = r->edge;
-	edge_reg **p;
 
-	for (p = &edge->registers; *p; p = &(*p)->next) {
-		if (*p == r) {
-			*p = r->next;
-			edge->n_pending_registers--;
-			break;
-		}
+	if (r->linked) {
+		if (r->prev)
+			r->prev->next = r->next;
+		else
+			edge->registers = r->next;
+		if (r->next)
+			r->next->prev = r->prev;
+		edge->n_pending_registers--;
 	}
 	if (r->orq)
 		nta_outgoing_destroy(r->orq);
@@ -184,22 +186,23 @@ static void relay_ok(edge_reg *r)
 static edge_binding *remember_binding(sipedge *edge, edge_reg *r, const registry_binding *rec)
 {
 	edge_binding *b = edge_binding_find(edge, r->id);
+	registry_binding copy;
 
+	if (edge_binding_rec_copy(&copy, rec) != PGW_OK) {
+		if (b)
+			edge_binding_drop(edge, b);
+		return NULL;
+	}
 	if (!b) {
-		if (edge->n_bindings >= EDGE_MAX_BINDINGS)
+		if (edge->n_bindings >= EDGE_MAX_BINDINGS || !(b = calloc(1, sizeof *b))) {
+			edge_binding_rec_clear(&copy);
 			return NULL;
-		b = calloc(1, sizeof *b);
-		if (!b)
-			return NULL;
-		b->next = edge->bindings;
-		edge->bindings = b;
-		edge->n_bindings++;
+		}
+		b->rec = copy;
+		edge_binding_add(edge, b);
 	} else {
 		edge_binding_rec_clear(&b->rec);
-	}
-	if (edge_binding_rec_copy(&b->rec, rec) != PGW_OK) {
-		edge_binding_drop(edge, b);
-		return NULL;
+		b->rec = copy; /* the same id: its hash chain stays */
 	}
 	b->has_push = r->has_target;
 	b->provider = r->has_target ? r->target.provider : 0;
@@ -487,7 +490,10 @@ void edge_register_request(sipedge *edge, msg_t *msg, sip_t *sip)
 	r->edge = edge;
 	r->received_ms = pgw_now_ms();
 	r->next = edge->registers;
+	if (r->next)
+		r->next->prev = r;
 	edge->registers = r;
+	r->linked = true;
 	edge->n_pending_registers++;
 	r->aor = aor_of(sip);
 	r->extension = strdup(sip->sip_to->a_url->url_user);
