@@ -29,7 +29,7 @@ all: $(BUILD)/pushgw $(BUILD)/pushsim
 deps:
 	@scripts/deps.sh
 
-$(BUILD)/obj/%.o: gateway/%.c $(wildcard include/pushgw/*.h) | deps-quiet
+$(BUILD)/obj/%.o: gateway/%.c $(wildcard include/pushgw/*.h gateway/*.h) | deps-quiet
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
