@@ -8,7 +8,7 @@ what=${1:-test}
 pkgs=(build-essential pkg-config libmicrohttpd-dev libnghttp2-dev libssl-dev
       libjansson-dev libjwt-dev libsqlite3-dev libcurl4-openssl-dev libgnutls28-dev libpq-dev
       libsofia-sip-ua-dev)
-[ "$what" = test ] && pkgs+=(curl openssl jq python3 valgrind nghttp2-server nghttp2-client prometheus python3-yaml python3-jsonschema clang libclang-rt-14-dev postgresql)
+[ "$what" = test ] && pkgs+=(curl openssl jq python3 valgrind nghttp2-server nghttp2-client prometheus python3-yaml python3-jsonschema clang libclang-rt-14-dev postgresql linphone-cli)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,7 +5,8 @@
 # with RFC 8599 push parameters and goes away; a caller INVITEs its
 # extension; Kamailio asks pushgw to wake it; when the push reaches the
 # simulator the phone comes back (re-REGISTER) and answers; the caller gets
-# 200 OK. Also: cancels, a phone that never comes back, two phones.
+# 200 OK. Also: cancels, a phone that never comes back, two phones, and
+# the real linphonec (tests/sip/linphone.sh) killed and woken the same way.
 # Prints each test, the INVITE-to-180/200 times and "N passed, M failed".
 # When Kamailio or SIPp cannot be installed it does not run and counts as
 # one failure, unless PUSHGW_E2E=0 asked to skip it.
@@ -21,6 +22,8 @@ for t in curl jq ss openssl; do
 	command -v "$t" >/dev/null || e2e_abort "missing $t"
 done
 source tests/integration/lib.sh
+source tests/sip/linphone.sh
+trap 'linphone_kill_all; cleanup' EXIT
 if [ ! -x "$PUSHGW" ] || [ ! -x "$PUSHSIM" ]; then
 	e2e_abort "build $PUSHGW and $PUSHSIM first (make all)"
 fi
@@ -229,6 +232,66 @@ t_ringing_desk_phone_and_woken_mobile() {
 	expect_eq "no cancel push to the mobile that answered" "$(pushes_for "$t" cancel | jq length)" 0
 }
 
+t_linphone_woken_and_answers() {
+	begin "linphonec (UDP, remote&voip tokens): killed, the INVITE wakes it through Kamailio and pushgw; it re-registers and auto-answers"
+	local name=linphone-e2e ext=1008 voip remote pn inst=6c0e7f1a-0000-4000-8000-00000000a008
+	local cid="e2e-linphone-$RANDOM@caller" crc caller_pid t0 t_reg t_rereg push_ms inv ring ans contact
+	voip=$(tok 7008); remote=$(tok 7018)
+	pn="pn-provider=apns;pn-param=${APNS_PN_PARAM%.voip}.remote&voip;pn-prid=$remote:remote&$voip:voip"
+	linphone_present || return
+	sim_ctl A POST /reset >/dev/null
+	linphone_setup "$name" "$ext" "<sip:127.0.0.1:$KAM_PORT;transport=udp>" "$pn" "$inst" udp
+	linphone_start "$name"
+	if ! linphone_wait "$name" "$LP_REGISTERED" 1 10; then
+		bad "linphonec did not register at Kamailio within 10 s"
+		linphone_kill_all
+		linphone_show "$name"
+		return
+	fi
+	ok
+	t0="LP_START_${name//-/_}"; t0=${!t0}
+	t_reg=$(linphone_log_ms "$name" "$LP_REGISTERED")
+	contact=$(linphone_contact "$name")
+	check "its REGISTER's Contact carries the pn-* parameters ($contact)" grep -qF ";$pn" <<<"$contact"
+	linphone_kill "$name"
+	sipp_run "$name-caller" -sf "$SCEN/call.xml" -s "$ext" -cid_str "$cid" &
+	caller_pid=$!
+	if wait_push "$voip" call; then
+		linphone_start "$name"
+	else
+		bad "no call push reached the simulator"
+	fi
+	wait "$caller_pid"
+	crc=$?
+	linphone_wait "$name" "$LP_CALL_END" 1 3
+	linphone_kill_all
+	expect_eq "caller got 200 OK and completed the call (sipp exit)" "$crc" 0
+	expect_eq "the woken linphonec registered again" "$(linphone_count "$name" "$LP_REGISTERED")" 1
+	expect_eq "with the same Contact" "$(linphone_contact "$name" 2)" "$contact"
+	expect_eq "it got the INVITE once" "$(linphone_count "$name" "$LP_CALL_IN")" 1
+	check "it answered" test "$(linphone_count "$name" "$LP_CALL_UP")" -ge 1
+	check "the caller's BYE ended the call" test "$(linphone_count "$name" "$LP_CALL_END")" -ge 1
+	one_push_to "$voip" call
+	expect_eq "the push service accepted the push" "$(jq -r .status <<<"$PUSH")" 200
+	expect_eq "apns-push-type" "$(jq -r '.headers["apns-push-type"]' <<<"$PUSH")" voip
+	expect_eq "push call_id is the SIP Call-ID" "$(jq -r .call_id <<<"$PUSH_DATA")" "$cid"
+	expect_eq "push from is the caller" "$(jq -r .from <<<"$PUSH_DATA")" "+15551234567"
+	expect_eq "push from_name is the display name" "$(jq -r .from_name <<<"$PUSH_DATA")" Alice
+	expect_eq "push to is the extension" "$(jq -r .to <<<"$PUSH_DATA")" "$ext"
+	expect_eq "no call push to its remote token" "$(pushes_for "$remote" call | jq length)" 0
+	sleep 0.1 # cancels are sent every 20 ms
+	expect_eq "no cancel push to the phone that answered" \
+		"$(($(pushes_for "$voip" cancel | jq length) + $(pushes_for "$remote" cancel | jq length)))" 0
+	push_ms=$(pushes_for "$voip" call | jq -r '.[0].ts_ms // empty')
+	t_rereg=$(linphone_log_ms "$name" "$LP_REGISTERED" 2)
+	inv=$(log_time "$name-caller" invite); ring=$(log_time "$name-caller" ringing); ans=$(log_time "$name-caller" answered)
+	if [ -n "$t_reg" ] && [ -n "$push_ms" ] && [ -n "$t_rereg" ] && [ -n "$inv" ] && [ -n "$ans" ]; then
+		TIMINGS+=("linphonec: registered $((t_reg - t0)) ms after start; INVITE->push at simulator $((push_ms - inv)) ms, push->re-REGISTER 200 at linphonec $((t_rereg - push_ms)) ms (starting linphonec), INVITE->180 $((${ring:-$ans} - inv)) ms, INVITE->200 $((ans - inv)) ms")
+		check "linphonec: INVITE->200 under $HOLD_S s ($((ans - inv)) ms)" test $((ans - inv)) -lt $((HOLD_S * 1000))
+	fi
+	[ "$FAILED" = 0 ] || linphone_show "$name"
+}
+
 # run_test NAME: runs t_NAME; prints its outcome, its duration and, when it
 # failed, the tail of the logs of that test's SIP parties and of Kamailio.
 run_test() {
@@ -256,6 +319,7 @@ run_test caller_cancels_held_call
 run_test unanswered_push_ends_in_480
 run_test second_phone_told_answered_elsewhere
 run_test ringing_desk_phone_and_woken_mobile
+run_test linphone_woken_and_answers
 
 for line in "${TIMINGS[@]}"; do echo "e2e timing: $line"; done
 gw_verify_all
