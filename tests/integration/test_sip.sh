@@ -493,6 +493,20 @@ t_not_a_relay() {
 	expect_eq "no push for it" "$(pushes_for "$token" call | jq length)" 0
 }
 
+t_wake_by_extension() {
+	begin "/v1/wake by extension finds a phone registered through the SIP edge"
+	local ext=1011 token; token=$(tok 111)
+	phone ext-reg udp "$ext" "$(apns_pn "$token")" "$(uuid "$ext")" register
+	expect_eq "registered through pushgw" "$PHONE_RC" 0
+	api G POST /v1/wake "{\"extension\":\"$ext\",\"call\":{\"id\":\"by-ext-1011\",\"from\":\"+15550001111\"}}"
+	expect_eq "200" "$STATUS" 200
+	expect_eq "one device: the SIP phone, sent" "$(jqb '[.results[] | .status] | join(",")')" sent
+	expect_eq "the push reached its token" "$(pushes_for "$token" call | jq length)" 1
+	api G GET "/v1/extensions/$ext/devices" "" "$KEY_REG"
+	expect_eq "the registry lists it under the extension" "$(jqb '.devices | length')" 1
+	check "as the binding's device id" test "$(jqb -r '.devices[0].device_id')" = "$(binding_of "$ext")"
+}
+
 t_keepalive() {
 	begin "a double-CRLF keep-alive on a phone's TCP flow gets a CRLF back"
 	phone ka tcp 1009 "" "$(uuid 1009)" keepalive
@@ -512,7 +526,7 @@ t_metrics() {
 }
 
 
-ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_linphone_sleeping t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_keepalive t_metrics t_restart t_shutdown_held"
+ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_linphone_sleeping t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_wake_by_extension t_keepalive t_metrics t_restart t_shutdown_held"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done
