@@ -33,6 +33,7 @@
 #include "pushgw/registry.h"
 #include "pushgw/registry_queue.h"
 #include "pushgw/sipedge.h"
+#include "pushgw/sipmsg.h"
 #include "pushgw/target.h"
 
 /* Limits (docs/sip-edge.md "Limits"). */
@@ -40,11 +41,11 @@
 #define EDGE_MAX_CALLS 2000
 #define EDGE_MAX_PENDING_REGISTERS 2000
 #define EDGE_MAX_PROXIED 4000
-#define EDGE_MAX_MESSAGE_BYTES 65536
+#define EDGE_MAX_MESSAGE_BYTES SIPMSG_MAX_BYTES
 #define EDGE_REGISTRY_DEADLINE_MS 5000
 #define EDGE_WOKE_LATE_WINDOW_MS 120000
 #define EDGE_SWEEP_INTERVAL_MS 60000
-#define EDGE_ID_PREFIX "pgw-"
+#define EDGE_ID_PREFIX SIPMSG_ID_PREFIX
 
 /* ---- mailbox: other threads hand work to the SIP thread ----
  * A mutex-guarded FIFO plus an eventfd the SIP thread's su_root polls.
@@ -182,7 +183,6 @@ const char *edge_port_for(sipedge *edge, const char *transport);
 void edge_new_binding_id(char out[64]);
 /* Remove the top Via (ours) from a response we relay. */
 void edge_pop_via(msg_t *msg, sip_t *sip);
-bool edge_decrement_max_forwards(msg_t *msg, sip_t *sip);
 char *edge_strdup(const char *s);
 
 /* ---- sipedge_register.c ---- */
