@@ -405,6 +405,45 @@ bool edge_from_backend(sipedge *edge, msg_t *msg)
 	return false;
 }
 
+bool edge_names_backend(sipedge *edge, const char *host, const char *port)
+{
+	char ip[INET6_ADDRSTRLEN + 2];
+	unsigned char addr[16];
+	size_t len, i;
+	unsigned long p;
+	char *end;
+
+	if (!host || !*host)
+		return false;
+	p = port && *port ? strtoul(port, &end, 10) : 5060;
+	if (port && *port && (*end || p > 65535))
+		return false;
+	if (strcasecmp(host, edge->backend->url_host) == 0 &&
+	    p == (edge->backend->url_port ? strtoul(edge->backend->url_port, NULL, 10) : 5060))
+		return true;
+	len = strlen(host);
+	if (host[0] == '[' && len > 2 && len - 2 < sizeof ip) {
+		memcpy(ip, host + 1, len - 2);
+		ip[len - 2] = '\0';
+	} else if (len < sizeof ip) {
+		memcpy(ip, host, len + 1);
+	} else {
+		return false;
+	}
+	for (i = 0; i < edge->n_backend_addrs; i++) {
+		const struct sockaddr_storage *b = &edge->backend_addrs[i];
+		if (b->ss_family == AF_INET && inet_pton(AF_INET, ip, addr) == 1 &&
+		    memcmp(&((const struct sockaddr_in *)b)->sin_addr, addr, 4) == 0 &&
+		    ntohs(((const struct sockaddr_in *)b)->sin_port) == p)
+			return true;
+		if (b->ss_family == AF_INET6 && inet_pton(AF_INET6, ip, addr) == 1 &&
+		    memcmp(&((const struct sockaddr_in6 *)b)->sin6_addr, addr, 16) == 0 &&
+		    ntohs(((const struct sockaddr_in6 *)b)->sin6_port) == p)
+			return true;
+	}
+	return false;
+}
+
 bool edge_source_route(msg_t *msg, tport_t *tp, char *out, size_t n)
 {
 	su_addrinfo_t *ai = msg_addrinfo(msg);
@@ -471,7 +510,7 @@ static int agent_message(sipedge *edge, nta_agent_t *agent, msg_t *msg, sip_t *s
 		if (sipmsg_check_limits(msg, sip, &why) != 0)
 			msg_destroy(msg);
 		else
-			edge_proxy_response(edge, msg, sip);
+			edge_proxy_response(edge, msg, sip, edge_from_backend(edge, msg));
 		return 0;
 	}
 	/* bounds and mandatory headers (docs/sip-edge.md "Limits"): 400 or

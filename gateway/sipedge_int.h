@@ -175,6 +175,10 @@ bool edge_binding_flow_usable(edge_binding *b);
 void edge_update_gauges(sipedge *edge);
 /* The message came from the PBX (its resolved addresses or backend_sources). */
 bool edge_from_backend(sipedge *edge, msg_t *msg);
+/* host[:port] (port NULL or "": 5060) is the backend: its host as
+ * configured, or one of its resolved addresses (literal IPs only, no
+ * lookup). */
+bool edge_names_backend(sipedge *edge, const char *host, const char *port);
 /* "sip:IP:PORT;transport=udp" for where msg came from; false if unknown. */
 bool edge_source_route(msg_t *msg, tport_t *tp, char *out, size_t n);
 /* Our Contact/Record-Route host:port for a transport ("udp"…). */
@@ -199,7 +203,7 @@ void edge_calls_teardown(sipedge *edge);
 /* ---- sipedge_proxy.c ---- */
 /* Every request that is not a REGISTER or an initial INVITE to a binding. */
 void edge_proxy_request(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend);
-void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip);
+void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend);
 /* Double Record-Route for a request forwarded from `from_tp` side to
  * `to_tp` side ("udp"…), naming binding id (or NULL). */
 void edge_add_record_route(sipedge *edge, msg_t *msg, sip_t *sip, const char *id,

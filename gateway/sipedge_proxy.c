@@ -143,8 +143,11 @@ static int proxy_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
 }
 
 /* A response no transaction of ours matches (a 2xx retransmission to an
- * INVITE, typically): forwarded along its Via, ours removed. */
-void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip)
+ * INVITE, typically): forwarded along its Via, ours removed. From a phone
+ * it may only go to the backend: anyone can send a response, and its next
+ * Via would otherwise send pushgw's copy anywhere (docs/sip-edge.md "Not
+ * a relay"). */
+void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend)
 {
 	sip_via_t *v = sip->sip_via;
 	bool ours = false;
@@ -156,7 +159,8 @@ void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip)
 	/* only a 2xx to an INVITE outlives its transaction (RFC 3261 16.7) */
 	if (!ours || !v->v_next || sip->sip_status->st_status < 200 ||
 	    sip->sip_status->st_status >= 300 || !sip->sip_cseq ||
-	    sip->sip_cseq->cs_method != sip_method_invite) {
+	    sip->sip_cseq->cs_method != sip_method_invite ||
+	    (!from_backend && !edge_names_backend(edge, v->v_next->v_host, v->v_next->v_port))) {
 		msg_destroy(msg);
 		return;
 	}
@@ -216,7 +220,14 @@ static int choose_hop(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend, 
 	}
 	if (id[0] && !sip->sip_route)
 		return 404; /* the binding is gone */
-	return 0; /* on by the remaining Route, or the Request-URI */
+	/* on by the remaining Route, or the Request-URI: never back to the
+	 * backend it came from (a loop) */
+	{
+		const url_t *next = sip->sip_route ? sip->sip_route->r_url : ru;
+		if (edge_names_backend(edge, next->url_host, next->url_port))
+			return 482;
+	}
+	return 0;
 }
 
 static void forward_ack(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend)
