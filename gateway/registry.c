@@ -370,7 +370,7 @@ static bool text_ok(const char *s, size_t max)
 }
 
 /* b->app, when set, must name t's app: the store keeps t's app (or none). */
-static bool binding_storable(const registry_binding *b, const pgw_target *t)
+bool registry_binding_storable(const registry_binding *b, const pgw_target *t)
 {
 	if (!b || !binding_id_ok(b->id) || !text_ok(b->edge, EDGE_MAX) ||
 	    !text_ok(b->aor, BINDING_TEXT_MAX) || !registry_valid_extension(b->extension) ||
@@ -391,7 +391,7 @@ pgw_err registry_binding_put(registry *reg, const registry_binding *b, const pgw
 
 	if (created)
 		*created = false;
-	if (!reg || !binding_storable(b, t))
+	if (!reg || !registry_binding_storable(b, t))
 		return PGW_EINVAL;
 	err = reg->ops->binding_put(reg->store, b, t, pgw_wall_ms(), &res);
 	if (err != PGW_OK)

@@ -386,19 +386,6 @@ void edge_pop_via(msg_t *msg, sip_t *sip)
 		msg_header_remove(msg, (msg_pub_t *)sip, (msg_header_t *)sip->sip_via);
 }
 
-bool edge_decrement_max_forwards(msg_t *msg, sip_t *sip)
-{
-	if (!sip->sip_max_forwards) {
-		sip_add_make(msg, sip, sip_max_forwards_class, "70");
-		return true;
-	}
-	if (sip->sip_max_forwards->mf_count == 0)
-		return false;
-	sip->sip_max_forwards->mf_count--;
-	msg_fragment_clear(sip->sip_max_forwards->mf_common);
-	return true;
-}
-
 static bool sockaddr_ip(const su_sockaddr_t *sa, int *family, const void **addr)
 {
 	if (sa->su_family == AF_INET) {
@@ -447,6 +434,45 @@ bool edge_from_backend(sipedge *edge, msg_t *msg)
 	for (i = 0; i < edge->cfg->sip.n_backend_sources; i++)
 		if (config_cidr_contains(&edge->cfg->sip.backend_sources[i], family, addr))
 			return true;
+	return false;
+}
+
+bool edge_names_backend(sipedge *edge, const char *host, const char *port)
+{
+	char ip[INET6_ADDRSTRLEN + 2];
+	unsigned char addr[16];
+	size_t len, i;
+	unsigned long p;
+	char *end;
+
+	if (!host || !*host)
+		return false;
+	p = port && *port ? strtoul(port, &end, 10) : 5060;
+	if (port && *port && (*end || p > 65535))
+		return false;
+	if (strcasecmp(host, edge->backend->url_host) == 0 &&
+	    p == (edge->backend->url_port ? strtoul(edge->backend->url_port, NULL, 10) : 5060))
+		return true;
+	len = strlen(host);
+	if (host[0] == '[' && len > 2 && len - 2 < sizeof ip) {
+		memcpy(ip, host + 1, len - 2);
+		ip[len - 2] = '\0';
+	} else if (len < sizeof ip) {
+		memcpy(ip, host, len + 1);
+	} else {
+		return false;
+	}
+	for (i = 0; i < edge->n_backend_addrs; i++) {
+		const struct sockaddr_storage *b = &edge->backend_addrs[i];
+		if (b->ss_family == AF_INET && inet_pton(AF_INET, ip, addr) == 1 &&
+		    memcmp(&((const struct sockaddr_in *)b)->sin_addr, addr, 4) == 0 &&
+		    ntohs(((const struct sockaddr_in *)b)->sin_port) == p)
+			return true;
+		if (b->ss_family == AF_INET6 && inet_pton(AF_INET6, ip, addr) == 1 &&
+		    memcmp(&((const struct sockaddr_in6 *)b)->sin6_addr, addr, 16) == 0 &&
+		    ntohs(((const struct sockaddr_in6 *)b)->sin6_port) == p)
+			return true;
+	}
 	return false;
 }
 
@@ -500,30 +526,31 @@ const char *edge_port_for(sipedge *edge, const char *transport)
 
 /* ---- dispatch ---- */
 
-static bool request_uri_names_binding(sipedge *edge, const url_t *u)
-{
-	return u && u->url_user &&
-	       strncmp(u->url_user, EDGE_ID_PREFIX, sizeof EDGE_ID_PREFIX - 1) == 0 &&
-	       u->url_host && strcasecmp(u->url_host, edge->cfg->sip.public_host) == 0;
-}
-
 /* Requests NTA matched to no transaction, and responses to none. */
 static int agent_message(sipedge *edge, nta_agent_t *agent, msg_t *msg, sip_t *sip)
 {
 	bool from_backend;
 	edge_binding *b;
+	const char *why;
+	int status;
 
 	if (!sip || (!sip->sip_request && !sip->sip_status)) {
 		msg_destroy(msg);
 		return 0;
 	}
 	if (sip->sip_status) {
-		edge_proxy_response(edge, msg, sip);
+		if (sipmsg_check_limits(msg, sip, &why) != 0)
+			msg_destroy(msg);
+		else
+			edge_proxy_response(edge, msg, sip, edge_from_backend(edge, msg));
 		return 0;
 	}
-	if (!sip->sip_from || !sip->sip_to || !sip->sip_call_id || !sip->sip_cseq) {
-		if (sip->sip_request->rq_method != sip_method_ack)
-			nta_msg_treply(agent, msg, SIP_400_BAD_REQUEST, TAG_END());
+	/* bounds and mandatory headers (docs/sip-edge.md "Limits"): 400 or
+	 * 413, or dropped when unanswerable (an ACK) */
+	if ((status = sipmsg_check_limits(msg, sip, &why)) != 0 ||
+	    (status = sipmsg_check_request(sip, &why)) != 0) {
+		if (sip->sip_request->rq_method != sip_method_ack && sip->sip_via)
+			nta_msg_treply(agent, msg, status, why, TAG_END());
 		else
 			msg_destroy(msg);
 		return 0;
@@ -537,7 +564,8 @@ static int agent_message(sipedge *edge, nta_agent_t *agent, msg_t *msg, sip_t *s
 		return 0;
 	}
 	if (sip->sip_request->rq_method == sip_method_invite && !sip->sip_to->a_tag &&
-	    !sip->sip_route && request_uri_names_binding(edge, sip->sip_request->rq_url)) {
+	    !sip->sip_route &&
+	    sipmsg_binding_id(sip->sip_request->rq_url, edge->cfg->sip.public_host)) {
 		if (!from_backend) {
 			nta_msg_treply(agent, msg, SIP_403_FORBIDDEN, TAG_END());
 			return 0;

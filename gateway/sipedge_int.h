@@ -33,6 +33,7 @@
 #include "pushgw/registry.h"
 #include "pushgw/registry_queue.h"
 #include "pushgw/sipedge.h"
+#include "pushgw/sipmsg.h"
 #include "pushgw/target.h"
 
 /* Limits (docs/sip-edge.md "Limits"). */
@@ -41,7 +42,7 @@
 #define EDGE_MAX_CALLS 2000
 #define EDGE_MAX_PENDING_REGISTERS 2000
 #define EDGE_MAX_PROXIED 4000
-#define EDGE_MAX_MESSAGE_BYTES 65536
+#define EDGE_MAX_MESSAGE_BYTES SIPMSG_MAX_BYTES
 #define EDGE_REGISTRY_DEADLINE_MS 5000
 /* Threads of the edge's registry queue. Each REGISTER holds one through a
  * durable write; the backends commit the writes waiting together (group
@@ -51,7 +52,7 @@
 #define EDGE_REGISTRY_WAITING_MAX 2048
 #define EDGE_WOKE_LATE_WINDOW_MS 120000
 #define EDGE_SWEEP_INTERVAL_MS 60000
-#define EDGE_ID_PREFIX "pgw-"
+#define EDGE_ID_PREFIX SIPMSG_ID_PREFIX
 
 /* ---- mailbox: other threads hand work to the SIP thread ----
  * A mutex-guarded FIFO plus an eventfd the SIP thread's su_root polls.
@@ -186,6 +187,10 @@ bool edge_binding_flow_usable(edge_binding *b);
 void edge_update_gauges(sipedge *edge);
 /* The message came from the PBX (its resolved addresses or backend_sources). */
 bool edge_from_backend(sipedge *edge, msg_t *msg);
+/* host[:port] (port NULL or "": 5060) is the backend: its host as
+ * configured, or one of its resolved addresses (literal IPs only, no
+ * lookup). */
+bool edge_names_backend(sipedge *edge, const char *host, const char *port);
 /* "sip:IP:PORT;transport=udp" for where msg came from; false if unknown. */
 bool edge_source_route(msg_t *msg, tport_t *tp, char *out, size_t n);
 /* Our Contact/Record-Route host:port for a transport ("udp"…). */
@@ -194,7 +199,6 @@ const char *edge_port_for(sipedge *edge, const char *transport);
 void edge_new_binding_id(char out[64]);
 /* Remove the top Via (ours) from a response we relay. */
 void edge_pop_via(msg_t *msg, sip_t *sip);
-bool edge_decrement_max_forwards(msg_t *msg, sip_t *sip);
 char *edge_strdup(const char *s);
 
 /* ---- sipedge_register.c ---- */
@@ -211,7 +215,7 @@ void edge_calls_teardown(sipedge *edge);
 /* ---- sipedge_proxy.c ---- */
 /* Every request that is not a REGISTER or an initial INVITE to a binding. */
 void edge_proxy_request(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend);
-void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip);
+void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend);
 /* Double Record-Route for a request forwarded from `from_tp` side to
  * `to_tp` side ("udp"…), naming binding id (or NULL). */
 void edge_add_record_route(sipedge *edge, msg_t *msg, sip_t *sip, const char *id,

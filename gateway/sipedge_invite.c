@@ -182,9 +182,18 @@ static void call_end(sipedge *edge, edge_call *c, const char *outcome, int statu
 static void relay_response(edge_call *c, nta_outgoing_t *orq)
 {
 	msg_t *resp = nta_outgoing_getresponse(orq);
+	const char *why;
 
 	if (!resp)
 		return;
+	if (sipmsg_check_limits(resp, sip_object(resp), &why) != 0) {
+		/* out of bounds (docs/sip-edge.md "Limits"): not relayed; a
+		 * final answer becomes ours */
+		msg_destroy(resp);
+		if (nta_outgoing_status(orq) >= 200)
+			nta_incoming_treply(c->irq, SIP_502_BAD_GATEWAY, TAG_END());
+		return;
+	}
 	edge_pop_via(resp, sip_object(resp));
 	nta_incoming_mreply(c->irq, resp);
 }
@@ -227,14 +236,6 @@ static int call_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 
 /* ---- sending the INVITE to the phone ---- */
 
-static const char *route_transport(const char *route, char *buf, size_t n)
-{
-	const char *t = strstr(route, "transport=");
-
-	snprintf(buf, n, "%s", t ? t + 10 : "udp");
-	return buf;
-}
-
 static void send_invite(sipedge *edge, edge_call *c, edge_binding *b)
 {
 	msg_t *fwd = msg_dup(c->invite);
@@ -257,13 +258,13 @@ static void send_invite(sipedge *edge, edge_call *c, edge_binding *b)
 				sip->sip_request->rq_method_name, (url_string_t *)m->m_url, NULL);
 	if (!rq || msg_header_replace(fwd, (msg_pub_t *)sip, (msg_header_t *)sip->sip_request,
 				      (msg_header_t *)rq) < 0 ||
-	    !edge_decrement_max_forwards(fwd, sip)) {
+	    !sipmsg_decrement_max_forwards(fwd, sip)) {
 		pgw_log(PGW_LOG_ERROR, "sip: cannot build the INVITE for the phone", "binding", b->rec.id, NULL);
 		msg_destroy(fwd);
 		return;
 	}
 	edge_add_record_route(edge, fwd, sip, b->rec.id, edge->backend_transport,
-			      route_transport(b->route, transport, sizeof transport));
+			      sipmsg_route_transport(b->route, transport, sizeof transport));
 	c->orq = nta_outgoing_mcreate(edge->agent, call_response, c, (url_string_t *)b->route, fwd,
 				      TAG_IF(b->tp && tport_is_reliable(b->tp), NTATAG_TPORT(b->tp)),
 				      TAG_END());
@@ -314,22 +315,6 @@ static void ring_timeout(su_root_magic_t *magic, su_timer_t *t, void *arg)
 	call_end(edge, c, c->woke || !c->pushed ? "no_answer" : "not_woken", 480, "caller_cancelled");
 }
 
-/* RFC 3326: Reason: SIP ;cause=200 → answered elsewhere, 603 → declined. */
-static const char *cancel_reason(sip_t const *sip)
-{
-	const sip_reason_t *re;
-
-	for (re = sip ? sip->sip_reason : NULL; re; re = re->re_next) {
-		if (!re->re_protocol || strcasecmp(re->re_protocol, "SIP") != 0 || !re->re_cause)
-			continue;
-		if (strcmp(re->re_cause, "200") == 0)
-			return "answered_elsewhere";
-		if (strcmp(re->re_cause, "603") == 0)
-			return "declined";
-	}
-	return "caller_cancelled";
-}
-
 /* NTA matched a CANCEL (it answers the CANCEL itself) or an ACK to our
  * final response. */
 static int call_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
@@ -341,28 +326,16 @@ static int call_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
 		return 0;
 	cancel_phone_invite(c);
 	nta_incoming_treply(c->irq, SIP_487_REQUEST_TERMINATED, TAG_END());
-	call_end(c->edge, c, "cancelled", 487, cancel_reason(sip));
+	call_end(c->edge, c, "cancelled", 487, sipmsg_cancel_reason(sip));
 	return 0;
 }
 
 /* ---- entry points ---- */
 
-static char *display_name(const sip_from_t *f)
-{
-	const char *d = f->a_display;
-	size_t n;
-
-	if (!d || !*d)
-		return NULL;
-	n = strlen(d);
-	if (n >= 2 && d[0] == '"' && d[n - 1] == '"')
-		return strndup(d + 1, n - 2);
-	return strdup(d);
-}
-
 void edge_invite_to_binding(sipedge *edge, msg_t *msg, sip_t *sip, edge_binding *b)
 {
 	edge_call *c;
+	sipmsg_call_facts facts;
 
 	if (edge->n_calls >= EDGE_MAX_CALLS) {
 		nta_msg_treply(edge->agent, msg, SIP_503_SERVICE_UNAVAILABLE, TAG_END());
@@ -378,11 +351,13 @@ void edge_invite_to_binding(sipedge *edge, msg_t *msg, sip_t *sip, edge_binding 
 	c->serial = ++edge->next_serial;
 	c->started_ms = pgw_now_ms();
 	snprintf(c->binding_id, sizeof c->binding_id, "%s", b->rec.id);
-	c->call_id = strdup(sip->sip_call_id->i_id);
-	c->from = edge_strdup(sip->sip_from->a_url->url_user);
-	c->from_name = display_name(sip->sip_from);
-	c->to = edge_strdup(sip->sip_to->a_url->url_user ? sip->sip_to->a_url->url_user
-							  : b->rec.extension);
+	if (sipmsg_call_facts_get(sip, b->rec.extension, &facts)) {
+		/* the call owns the strings now */
+		c->call_id = facts.call_id;
+		c->from = facts.from;
+		c->from_name = facts.from_name;
+		c->to = facts.to;
+	}
 	c->contact = edge_strdup(b->rec.contact);
 	c->app = edge_strdup(edge->cfg->sip.app ? edge->cfg->sip.app : b->rec.app);
 	c->provider = b->has_push ? b->provider : 0;

@@ -43,10 +43,7 @@ static void proxy_free(edge_proxy *px)
 
 static bool route_is_ours(sipedge *edge, const sip_route_t *r)
 {
-	const url_t *u = r->r_url;
-
-	return u->url_host && strcasecmp(u->url_host, edge->cfg->sip.public_host) == 0 &&
-	       u->url_user && strncmp(u->url_user, EDGE_ID_PREFIX, sizeof EDGE_ID_PREFIX - 1) == 0;
+	return sipmsg_binding_id(r->r_url, edge->cfg->sip.public_host) != NULL;
 }
 
 bool edge_pop_own_routes(sipedge *edge, msg_t *msg, sip_t *sip, char *id, size_t n)
@@ -106,11 +103,21 @@ static int proxy_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 {
 	edge_proxy *px = magic;
 	int status = nta_outgoing_status(orq);
+	const char *why;
 	msg_t *resp;
 
 	if (status <= 100 && nta_outgoing_method(orq) == sip_method_invite)
 		return 0; /* we sent our own 100 */
 	resp = nta_outgoing_getresponse(orq);
+	if (resp && sipmsg_check_limits(resp, sip_object(resp), &why) != 0) {
+		/* out of bounds (docs/sip-edge.md "Limits"): not relayed */
+		msg_destroy(resp);
+		resp = NULL;
+		if (status < 200)
+			return 0;
+		status = 502;
+		sip = NULL;
+	}
 	if (resp && sip_object(resp)->sip_via && sip_object(resp)->sip_via->v_next) {
 		edge_pop_via(resp, sip_object(resp));
 		nta_incoming_mreply(px->irq, resp);
@@ -136,8 +143,11 @@ static int proxy_cancel(void *magic, nta_incoming_t *irq, sip_t const *sip)
 }
 
 /* A response no transaction of ours matches (a 2xx retransmission to an
- * INVITE, typically): forwarded along its Via, ours removed. */
-void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip)
+ * INVITE, typically): forwarded along its Via, ours removed. From a phone
+ * it may only go to the backend: anyone can send a response, and its next
+ * Via would otherwise send pushgw's copy anywhere (docs/sip-edge.md "Not
+ * a relay"). */
+void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend)
 {
 	sip_via_t *v = sip->sip_via;
 	bool ours = false;
@@ -149,7 +159,8 @@ void edge_proxy_response(sipedge *edge, msg_t *msg, sip_t *sip)
 	/* only a 2xx to an INVITE outlives its transaction (RFC 3261 16.7) */
 	if (!ours || !v->v_next || sip->sip_status->st_status < 200 ||
 	    sip->sip_status->st_status >= 300 || !sip->sip_cseq ||
-	    sip->sip_cseq->cs_method != sip_method_invite) {
+	    sip->sip_cseq->cs_method != sip_method_invite ||
+	    (!from_backend && !edge_names_backend(edge, v->v_next->v_host, v->v_next->v_port))) {
 		msg_destroy(msg);
 		return;
 	}
@@ -182,9 +193,7 @@ static int choose_hop(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend, 
 		h->route = edge->cfg->sip.backend;
 		return 0;
 	}
-	if (!routed && ru->url_user &&
-	    strncmp(ru->url_user, EDGE_ID_PREFIX, sizeof EDGE_ID_PREFIX - 1) == 0 && ru->url_host &&
-	    strcasecmp(ru->url_host, edge->cfg->sip.public_host) == 0)
+	if (!routed && sipmsg_binding_id(ru, edge->cfg->sip.public_host))
 		snprintf(id, sizeof id, "%s", ru->url_user);
 	else if (!routed)
 		return 403; /* the PBX asks us to relay elsewhere: no */
@@ -211,14 +220,21 @@ static int choose_hop(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend, 
 	}
 	if (id[0] && !sip->sip_route)
 		return 404; /* the binding is gone */
-	return 0; /* on by the remaining Route, or the Request-URI */
+	/* on by the remaining Route, or the Request-URI: never back to the
+	 * backend it came from (a loop) */
+	{
+		const url_t *next = sip->sip_route ? sip->sip_route->r_url : ru;
+		if (edge_names_backend(edge, next->url_host, next->url_port))
+			return 482;
+	}
+	return 0;
 }
 
 static void forward_ack(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend)
 {
 	hop h;
 
-	if (choose_hop(edge, msg, sip, from_backend, &h) != 0 || !edge_decrement_max_forwards(msg, sip)) {
+	if (choose_hop(edge, msg, sip, from_backend, &h) != 0 || !sipmsg_decrement_max_forwards(msg, sip)) {
 		msg_destroy(msg);
 		return;
 	}
@@ -265,7 +281,7 @@ void edge_proxy_request(sipedge *edge, msg_t *msg, sip_t *sip, bool from_backend
 	fwd = msg_dup(msg);
 	fsip = fwd ? sip_object(fwd) : NULL;
 	status = fwd ? choose_hop(edge, fwd, fsip, from_backend, &h) : 500;
-	if (status == 0 && !edge_decrement_max_forwards(fwd, fsip))
+	if (status == 0 && !sipmsg_decrement_max_forwards(fwd, fsip))
 		status = 483;
 	if (status != 0) {
 		if (fwd)

@@ -85,76 +85,6 @@ static void reg_reply(edge_reg *r, int status, const char *phrase, const char *r
 	reg_free(r);
 }
 
-/* The Contact's value with every URI and header parameter the phone sent
- * (sofia's own encoding of a parsed Contact can drop one), or NULL. */
-static char *contact_value(su_home_t *home, const sip_contact_t *m)
-{
-	char *url = url_as_string(home, m->m_url), *out;
-	size_t len, i;
-
-	if (!url)
-		return NULL;
-	len = strlen(url) + 3 + (m->m_display ? strlen(m->m_display) + 1 : 0);
-	for (i = 0; m->m_params && m->m_params[i]; i++)
-		len += strlen(m->m_params[i]) + 1;
-	out = malloc(len + 1);
-	if (!out)
-		return NULL;
-	snprintf(out, len + 1, "%s%s<%s>", m->m_display ? m->m_display : "",
-		 m->m_display ? " " : "", url);
-	for (i = 0; m->m_params && m->m_params[i]; i++) {
-		strcat(out, ";");
-		strcat(out, m->m_params[i]);
-	}
-	return out;
-}
-
-/* "value" of +sip.instance without quotes, or NULL. */
-static char *contact_instance(const sip_contact_t *m)
-{
-	const char *v = msg_header_find_param(m->m_common, "+sip.instance");
-	size_t n;
-
-	if (!v || !*v)
-		return NULL;
-	n = strlen(v);
-	if (n >= 2 && v[0] == '"' && v[n - 1] == '"')
-		return strndup(v + 1, n - 2);
-	return strdup(v);
-}
-
-static unsigned requested_expires(const sip_t *sip)
-{
-	const sip_contact_t *m = sip->sip_contact;
-
-	if (m->m_expires)
-		return (unsigned)strtoul(m->m_expires, NULL, 10);
-	if (sip->sip_expires)
-		return (unsigned)sip->sip_expires->ex_delta;
-	return 3600;
-}
-
-/* The Contact pushgw registers for the phone: its binding at pushgw, on
- * the transport the PBX is reached by. The phone's URI parameters (pn-*
- * included) stay here; only +sip.instance, reg-id and expires go on. */
-static bool edge_contact(sipedge *edge, const edge_reg *r, const sip_contact_t *m, char *buf,
-			 size_t n)
-{
-	size_t len;
-	int i;
-
-	len = (size_t)snprintf(buf, n, "<sip:%s@%s:%s;transport=%s>", r->id,
-			       edge->cfg->sip.public_host,
-			       edge_port_for(edge, edge->backend_transport), edge->backend_transport);
-	for (i = 0; m->m_params && m->m_params[i] && len < n; i++) {
-		const char *p = m->m_params[i];
-		if (strncasecmp(p, "+sip.instance=", 14) == 0 || strncasecmp(p, "reg-id=", 7) == 0 ||
-		    strncasecmp(p, "expires=", 8) == 0)
-			len += (size_t)snprintf(buf + len, n - len, ";%s", p);
-	}
-	return len < n;
-}
-
 /* ---- step 3: the binding is stored; the 2xx goes back ---- */
 
 /* The PBX's 2xx with the phone's own Contact (and the granted expiry). */
@@ -163,19 +93,15 @@ static void relay_ok(edge_reg *r)
 	msg_t *resp = r->response;
 	sip_t *sip = sip_object(resp);
 	sip_contact_t *m;
-	char exp[32];
 
 	r->response = NULL;
 	edge_pop_via(resp, sip);
 	while (sip->sip_contact)
 		msg_header_remove(resp, (msg_pub_t *)sip, (msg_header_t *)sip->sip_contact);
 	if (!r->removing) {
-		m = sip_contact_dup(msg_home(resp), r->phone_contact);
-		if (m) {
-			snprintf(exp, sizeof exp, "expires=%u", r->expires_granted);
-			msg_header_replace_param(msg_home(resp), m->m_common, exp);
+		m = sipmsg_phone_contact(msg_home(resp), r->phone_contact, r->expires_granted);
+		if (m)
 			msg_header_insert(resp, (msg_pub_t *)sip, (msg_header_t *)m);
-		}
 	}
 	nta_incoming_mreply(r->irq, resp);
 	nta_incoming_destroy(r->irq);
@@ -306,22 +232,6 @@ static void store_binding(sipedge *edge, edge_reg *r)
 
 /* ---- step 2: the PBX answers ---- */
 
-static unsigned granted_expires(const edge_reg *r, const sip_t *sip)
-{
-	const sip_contact_t *m;
-
-	for (m = sip->sip_contact; m; m = m->m_next) {
-		if (m->m_url->url_user && strcmp(m->m_url->url_user, r->id) == 0) {
-			if (m->m_expires)
-				return (unsigned)strtoul(m->m_expires, NULL, 10);
-			break;
-		}
-	}
-	if (sip->sip_expires)
-		return (unsigned)sip->sip_expires->ex_delta;
-	return r->expires_req;
-}
-
 static int reg_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 {
 	edge_reg *r = magic;
@@ -353,7 +263,7 @@ static int reg_response(void *magic, nta_outgoing_t *orq, sip_t const *sip)
 	}
 	r->response = resp;
 	if (!r->removing)
-		r->expires_granted = granted_expires(r, sip_object(resp));
+		r->expires_granted = sipmsg_granted_expires(sip_object(resp), r->id, r->expires_req);
 	if (r->expires_granted == 0)
 		r->removing = true;
 	store_binding(r->edge, r);
@@ -376,14 +286,16 @@ static void forward_register(sipedge *edge, edge_reg *r)
 		return;
 	}
 	sip = sip_object(fwd);
-	if (!edge_decrement_max_forwards(fwd, sip)) {
+	if (!sipmsg_decrement_max_forwards(fwd, sip)) {
 		msg_destroy(fwd);
 		reg_reply(r, SIP_483_TOO_MANY_HOPS, "rejected");
 		return;
 	}
 	while (sip->sip_route)
 		msg_header_remove(fwd, (msg_pub_t *)sip, (msg_header_t *)sip->sip_route);
-	if (!edge_contact(edge, r, sip->sip_contact, contact, sizeof contact)) {
+	if (!sipmsg_rewrite_contact(sip->sip_contact, r->id, edge->cfg->sip.public_host,
+				    edge_port_for(edge, edge->backend_transport),
+				    edge->backend_transport, contact, sizeof contact)) {
 		msg_destroy(fwd);
 		reg_reply(r, SIP_400_BAD_REQUEST, "rejected");
 		return;
@@ -449,30 +361,30 @@ static void find_binding(sipedge *edge, edge_reg *r)
 	edge_rjob_submit(edge, j);
 }
 
-/* The AOR: the To URI without parameters or headers. */
-static char *aor_of(const sip_t *sip)
+/* What binding_stored() would write passes the registry's rules (any id
+ * of ours, any expiry): checked before the REGISTER goes on. */
+static bool register_storable(sipedge *edge, const edge_reg *r)
 {
-	url_t u = *sip->sip_to->a_url;
-	char buf[512];
+	registry_binding b = {
+		.id = EDGE_ID_PREFIX "000000000000000000000000", .edge = edge->cfg->sip.public_host,
+		.aor = r->aor, .extension = r->extension, .contact = r->contact,
+		.instance = r->instance, .app = r->has_target ? (char *)r->target.app->name : NULL,
+		.expires_at_ms = 1, .updated_at_ms = 1,
+	};
 
-	u.url_params = NULL;
-	u.url_headers = NULL;
-	u.url_port = NULL;
-	if ((size_t)url_e(buf, sizeof buf, &u) >= sizeof buf)
-		return NULL;
-	return strdup(buf);
+	return registry_binding_storable(&b, r->has_target ? &r->target : NULL);
 }
 
 void edge_register_request(sipedge *edge, msg_t *msg, sip_t *sip)
 {
 	const sip_contact_t *m = sip->sip_contact;
+	const char *why;
 	edge_reg *r;
 
-	if (!m || m->m_next || !m->m_url->url_host || m->m_url->url_type == url_any ||
-	    !sip->sip_to->a_url->url_user || !sip->sip_to->a_url->url_user[0]) {
-		/* one Contact per REGISTER; no wildcard, no fetch */
-		nta_msg_treply(edge->agent, msg, 400, "One Contact Per REGISTER Through Pushgw",
-			       TAG_END());
+	if (sipmsg_check_register(sip, &why) != 0) {
+		/* one Contact per REGISTER; no wildcard, no fetch; a valid
+		 * extension and expiry */
+		nta_msg_treply(edge->agent, msg, 400, why, TAG_END());
 		count_registration("rejected");
 		return;
 	}
@@ -495,12 +407,12 @@ void edge_register_request(sipedge *edge, msg_t *msg, sip_t *sip)
 	edge->registers = r;
 	r->linked = true;
 	edge->n_pending_registers++;
-	r->aor = aor_of(sip);
+	r->aor = sipmsg_aor(sip);
 	r->extension = strdup(sip->sip_to->a_url->url_user);
-	r->contact = contact_value(r->home, m);
+	r->contact = sipmsg_contact_value(r->home, m);
 	r->phone_contact = sip_contact_dup(r->home, m);
-	r->instance = contact_instance(m);
-	r->expires_req = requested_expires(sip);
+	r->instance = sipmsg_contact_instance(m);
+	r->expires_req = (unsigned)sipmsg_requested_expires(sip);
 	r->removing = r->expires_req == 0;
 	r->irq = nta_incoming_create(edge->agent, NULL, msg, sip, TAG_END());
 	if (!r->irq) {
@@ -519,6 +431,11 @@ void edge_register_request(sipedge *edge, msg_t *msg, sip_t *sip)
 		r->route[0] = '\0';
 	if (target_from_contact(r->contact, edge->cfg, NULL, &r->target, &r->no_push) == PGW_OK)
 		r->has_target = true;
+	if (!register_storable(edge, r)) {
+		/* the PBX must not keep a binding pushgw cannot store */
+		reg_reply(r, 400, "Contact Not Storable", "rejected");
+		return;
+	}
 	find_binding(edge, r);
 }
 

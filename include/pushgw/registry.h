@@ -173,6 +173,10 @@ typedef struct registry_binding {
 pgw_err registry_binding_put(registry *reg, const registry_binding *b, const pgw_target *t,
 			     bool *created);
 
+/* True when registry_binding_put() would take b and t (the rules above):
+ * the SIP edge checks a REGISTER with it before the PBX sees it. */
+bool registry_binding_storable(const registry_binding *b, const pgw_target *t);
+
 /* The binding with id (expired or not: the caller checks expires_at_ms),
  * or PGW_ENOTFOUND. Free with registry_binding_free(). */
 pgw_err registry_binding_get(registry *reg, const char *id, registry_binding **out);

@@ -72,6 +72,7 @@ write_sip_config() {
 		         tls: {cert_file: ($certs + "/server.pem"), key_file: ($certs + "/server.key")},
 		         public_host: "127.0.0.1",
 		         backend: ("sip:127.0.0.1:" + $kam + ";transport=udp"), app: "phone",
+		         backend_sources: ["127.0.0.2/32"],
 		         ring_timeout_s: $rt}' "$WORK/gw.json" >"$WORK/gw.json.new" &&
 		mv "$WORK/gw.json.new" "$WORK/gw.json"
 }
@@ -525,8 +526,194 @@ t_metrics() {
 	check "held invites back to 0" grep -q '^pushgw_sip_held_invites 0' <<<"$m"
 }
 
+# binding_count: the edge's bindings in the SQLite registry.
+binding_count() {
+	python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM sip_binding").fetchone()[0])' \
+		"$WORK/pushgw-gw.db"
+}
 
-ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_linphone_sleeping t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_wake_by_extension t_keepalive t_metrics t_restart t_shutdown_held"
+# wait_no_held: up to 8 s for the held INVITEs gauge to come back to 0.
+wait_no_held() {
+	local i
+	for i in $(seq 1 80); do
+		[ "$(metric pushgw_sip_held_invites)" = 0 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# udp_exchange PORT SRC_IP: send stdin as one datagram from SRC_IP, print
+# the first line of every answer within 2 s.
+udp_exchange() {
+	local f="$WORK/udp-exchange.in"
+	cat >"$f"
+	python3 - "$1" "$2" "$f" <<'PY'
+import socket, sys, time
+data = open(sys.argv[3], "rb").read()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[2], 0))
+s.sendto(data.replace(b"@PORT@", str(s.getsockname()[1]).encode()), ("127.0.0.1", int(sys.argv[1])))
+end = time.time() + 2
+while time.time() < end:
+    s.settimeout(max(0.01, end - time.time()))
+    try:
+        print(s.recv(70000).split(b"\r\n")[0].decode(errors="replace"))
+    except socket.timeout:
+        break
+PY
+}
+
+t_mutated_burst() {
+	begin "a burst of mutated SIP messages at every listener, from phones and from the backend, changes nothing"
+	local ext=1020 id before after out t0 t1 leaked kam_before
+	phone burst-reg tcp "$ext" "" "$(uuid "$ext")" register
+	expect_eq "the burst's target phone registers" "$PHONE_RC" 0
+	id=$(binding_of "$ext")
+	before=$(binding_count)
+	kam_before=$(wc -l <"$WORK/kamailio.log")
+	t0=$(now_ms)
+	out=$(timeout 60 python3 "$SIPDIR/burst.py" --udp "$SIP_UDP" --tcp "$SIP_TCP" --tls "$SIP_TLS" \
+		--pbx "$KAM_PORT" --backend-ip 127.0.0.2 --ext "$ext" --binding "$id" \
+		--count "${BURST_COUNT:-3000}" --seconds 25 --seed "${BURST_SEED:-$RANDOM}")
+	t1=$(now_ms)
+	echo "burst: $out ($((t1 - t0)) ms)"
+	check "the burst ran (${BURST_COUNT:-3000} messages)" \
+		test "$(jq -r .messages <<<"$out")" = "${BURST_COUNT:-3000}"
+	check "the burst took under 30 s ($((t1 - t0)) ms)" test "$((t1 - t0))" -lt 30000
+	check "pushgw is alive" gw_alive G
+	check "pushgw still answers HTTP" curl -sf -o /dev/null "http://127.0.0.1:$GW_PORT_G/metrics"
+	check "no sanitizer report" bash -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$WORK/gw-G.log'"
+	after=$(binding_count)
+	expect_eq "nothing was stored (bindings in the registry)" "$after" "$before"
+	leaked=$(tail -n +"$((kam_before + 1))" "$WORK/kamailio.log" | grep 'pbx-request' | grep -c 'be-burst')
+	expect_eq "no request from the backend's side was relayed back to the PBX" "$leaked" 0
+	check "the held INVITEs of the burst end (ring_timeout_s)" wait_no_held
+	TIMINGS+=("mutated burst: $(jq -c '{messages, statuses}' <<<"$out") in $((t1 - t0)) ms")
+	sleeping_phone_call burst-after udp 1021 "$(tok 121)" "$(apns_pn "$(tok 121)")"
+}
+
+t_bounds() {
+	begin "the bounds on every message: too large, too many headers, a Via loop, Max-Forwards 0"
+	local before reply big
+	before=$(binding_count)
+	reply=$(printf 'REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:@PORT@;branch=z9hG4bKhdr1\r\nFrom: <sip:1022@127.0.0.1>;tag=a\r\nTo: <sip:1022@127.0.0.1>\r\nCall-ID: hdr1\r\nCSeq: 1 REGISTER\r\nContact: <sip:1022@127.0.0.1:9>\r\n%sContent-Length: 0\r\n\r\n' \
+		"$(for i in $(seq 1 300); do printf 'X-H%d: v\r\n' "$i"; done)" | udp_exchange "$SIP_UDP" 127.0.0.1)
+	check "300 header fields: 400 Too Many Headers ($reply)" grep -q "^SIP/2.0 400 Too Many Headers" <<<"$reply"
+	reply=$(printf 'OPTIONS sip:127.0.0.1 SIP/2.0\r\n%sVia: SIP/2.0/UDP 127.0.0.1:@PORT@;branch=z9hG4bKvia1\r\nFrom: <sip:1022@127.0.0.1>;tag=a\r\nTo: <sip:127.0.0.1>\r\nCall-ID: via1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n' \
+		"$(for i in $(seq 1 40); do printf 'Via: SIP/2.0/UDP 127.0.0.1:%s;branch=z9hG4bKl%d\r\n' "$SIP_UDP" "$i"; done)" | udp_exchange "$SIP_UDP" 127.0.0.1)
+	check "a Via loop (41 Vias) is not relayed, nor answered to the loop" bash -c "! grep -q '^SIP/2.0 [12]' <<<'$reply'"
+	reply=$(printf 'OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:@PORT@;branch=z9hG4bKmf0\r\nMax-Forwards: 0\r\nFrom: <sip:1022@127.0.0.1>;tag=a\r\nTo: <sip:127.0.0.1>\r\nCall-ID: mf0\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n' | udp_exchange "$SIP_UDP" 127.0.0.1)
+	check "Max-Forwards: 0 gets 483 ($reply)" grep -q "^SIP/2.0 483" <<<"$reply"
+	reply=$(python3 - "$SIP_TCP" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=3)
+p = s.getsockname()[1]
+msg = (f"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:{p};branch=z9hG4bKbig1\r\n"
+       f"From: <sip:1022@127.0.0.1>;tag=a\r\nTo: <sip:1022@127.0.0.1>\r\nCall-ID: big1\r\n"
+       f"CSeq: 1 REGISTER\r\nContact: <sip:1022@127.0.0.1:{p};transport=tcp>\r\n"
+       f"Subject: {'A' * 70000}\r\nContent-Length: 0\r\n\r\n").encode()
+try:
+    s.sendall(msg)
+    got = s.recv(4096)
+except OSError:
+    got = b""
+print(got.split(b"\r\n")[0].decode(errors="replace") or "closed")
+PY
+)
+	check "a 70 KB message over TCP is refused (413) or its connection closed ($reply)" \
+		grep -qE "^(SIP/2.0 413|closed)" <<<"$reply"
+	expect_eq "none of them stored a binding" "$(binding_count)" "$before"
+	check "pushgw is alive" gw_alive G
+}
+
+t_held_limit() {
+	begin "the (N+1)th held INVITE gets 503 (N = 2000 held or ringing calls)"
+	local ext=1023 id out
+	phone held-limit-reg tcp "$ext" "" "$(uuid "$ext")" register
+	expect_eq "the phone registers (no push, its flow closed: calls to it are held)" "$PHONE_RC" 0
+	id=$(binding_of "$ext")
+	check "no call is held before" wait_no_held
+	out=$(python3 - "$SIP_UDP" "$id" 2001 <<'PY'
+import socket, sys, time
+port, binding, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.2", 0))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+me = s.getsockname()[1]
+first = {}
+def drain(until):
+    while True:
+        s.settimeout(max(0.0, until - time.time()) or 0.001)
+        try:
+            d = s.recv(65535)
+        except (socket.timeout, BlockingIOError):
+            return
+        lines = d.split(b"\r\n")
+        cid = [l for l in lines if l.lower().startswith(b"call-id:")]
+        if cid:
+            first.setdefault(cid[0].split(b":", 1)[1].strip().decode(), lines[0].decode())
+# in batches, reading the answers as they come: neither side's socket
+# buffer may overflow (a lost datagram would be retransmitted, not lost)
+for i in range(n):
+    s.sendto((f"INVITE sip:{binding}@127.0.0.1:{port} SIP/2.0\r\n"
+              f"Via: SIP/2.0/UDP 127.0.0.2:{me};branch=z9hG4bKheld{i}\r\nMax-Forwards: 70\r\n"
+              f"From: <sip:caller@127.0.0.2>;tag=h{i}\r\nTo: <sip:1023@127.0.0.1>\r\n"
+              f"Call-ID: held-{i}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode(),
+             ("127.0.0.1", port))
+    if i % 25 == 24:
+        drain(time.time() + 0.005)
+drain(time.time() + 1.0)
+t503 = sorted(int(c.split("-")[1]) for c, l in first.items() if l.startswith("SIP/2.0 503"))
+t100 = sum(1 for l in first.values() if l.startswith("SIP/2.0 100"))
+print(f"{t100} {len(t503)} {t503[:3]}")
+PY
+)
+	echo "held limit: $out"
+	expect_eq "2000 INVITEs held (100 Trying)" "$(cut -d' ' -f1 <<<"$out")" 2000
+	expect_eq "one 503" "$(cut -d' ' -f2 <<<"$out")" 1
+	check "the held INVITEs end after ring_timeout_s" wait_no_held
+	check "pushgw is alive" gw_alive G
+}
+
+# fill_bindings N|0: N made-up bindings of this edge in the registry (0:
+# remove them again); pushgw loads them at its next start.
+fill_bindings() {
+	python3 - "$WORK/pushgw-gw.db" "$1" <<'PY'
+import sqlite3, sys, time
+db, n = sqlite3.connect(sys.argv[1], timeout=10), int(sys.argv[2])
+if n == 0:
+    db.execute("DELETE FROM sip_binding WHERE id LIKE 'pgw-fill%'")
+else:
+    exp = int(time.time() * 1000) + 3600 * 1000
+    db.executemany("INSERT INTO sip_binding VALUES (?, '127.0.0.1', ?, ?, ?, NULL, NULL, ?, ?)",
+                   ((f"pgw-fill{i:020d}", f"sip:{5000 + i % 4000}@127.0.0.1", str(5000 + i % 4000),
+                     f"<sip:{5000 + i % 4000}@127.0.0.1:9>", exp, exp - 3600 * 1000) for i in range(n)))
+db.commit()
+PY
+}
+
+t_binding_limit() {
+	begin "a REGISTER for a new binding beyond 20 000 bindings gets 503 before it reaches the PBX"
+	local kam_before
+	fill_bindings 20000 || { bad "the registry could not be filled"; return; }
+	stop_gw G
+	start_sip_gw || { bad "pushgw did not restart"; return; }
+	check "the edge loaded 20 000 bindings" \
+		bash -c "grep '\"sip bindings loaded\"' '$WORK/gw-G.log' | tail -n1 | jq -e '(.count | tonumber) == 20000' >/dev/null"
+	kam_before=$(wc -l <"$WORK/kamailio.log")
+	phone limit-reg udp 1024 "" "$(uuid 1024)" register
+	expect_eq "the 20 001st binding's REGISTER is answered 503" \
+		"$(grep -m1 register_failed "$WORK/limit-reg.out" | jq -r .status)" 503
+	expect_eq "and did not reach the PBX" \
+		"$(tail -n +"$((kam_before + 1))" "$WORK/kamailio.log" | grep pbx-request | grep -c 'REGISTER')" 0
+	fill_bindings 0
+	stop_gw G
+	start_sip_gw || { bad "pushgw did not restart"; return; }
+	phone limit-reg2 udp 1024 "" "$(uuid 1024)" register
+	expect_eq "below the limit again, it registers" "$PHONE_RC" 0
+}
+
+ALL="t_sleeping_tcp t_sleeping_udp t_sleeping_tls t_linphone_sleeping t_foreground t_caller_cancels t_cancel_ringing t_cancel_reason t_phone_calls_out t_never_back t_malformed t_refresh_and_remove t_not_a_relay t_wake_by_extension t_keepalive t_bounds t_mutated_burst t_held_limit t_metrics t_binding_limit t_restart t_shutdown_held"
 for t in ${SIP_TESTS:-$ALL}; do
 	"$t"
 done
