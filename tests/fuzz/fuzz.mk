@@ -23,7 +23,7 @@ BINS     := $(TARGETS:%=$(BUILD_FUZZ)/%)
 .PHONY: all
 all: $(BINS)
 
-$(BUILD_FUZZ)/obj/%.o: gateway/%.c $(wildcard include/pushgw/*.h)
+$(BUILD_FUZZ)/obj/%.o: gateway/%.c $(wildcard include/pushgw/*.h gateway/*.h)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
