@@ -507,8 +507,10 @@ registry_device *registry_devices_push(registry_device **arr, size_t *n, size_t 
 	return slot;
 }
 
-static void binding_clear(registry_binding *b)
+void registry_binding_clear(registry_binding *b)
 {
+	if (!b)
+		return;
 	free(b->id);
 	free(b->edge);
 	free(b->aor);
@@ -526,7 +528,7 @@ void registry_bindings_free(registry_binding *b, size_t n)
 	if (!b)
 		return;
 	for (i = 0; i < n; i++)
-		binding_clear(&b[i]);
+		registry_binding_clear(&b[i]);
 	free(b);
 }
 

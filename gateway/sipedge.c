@@ -168,18 +168,6 @@ static int mailbox_wakeup(su_root_magic_t *edge, su_wait_t *w, void *arg)
 
 /* ---- registry jobs ---- */
 
-void edge_binding_rec_clear(registry_binding *b)
-{
-	free(b->id);
-	free(b->edge);
-	free(b->aor);
-	free(b->extension);
-	free(b->contact);
-	free(b->instance);
-	free(b->app);
-	memset(b, 0, sizeof *b);
-}
-
 char *edge_strdup(const char *s)
 {
 	return s ? strdup(s) : NULL;
@@ -200,7 +188,7 @@ pgw_err edge_binding_rec_copy(registry_binding *dst, const registry_binding *src
 	if ((src->id && !dst->id) || (src->edge && !dst->edge) || (src->aor && !dst->aor) ||
 	    (src->extension && !dst->extension) || (src->contact && !dst->contact) ||
 	    (src->instance && !dst->instance) || (src->app && !dst->app)) {
-		edge_binding_rec_clear(dst);
+		registry_binding_clear(dst);
 		return PGW_ENOMEM;
 	}
 	return PGW_OK;
@@ -227,7 +215,7 @@ static void rjob_unref(void *arg)
 
 	if (atomic_fetch_sub(&j->refs, 1) != 1)
 		return;
-	edge_binding_rec_clear(&j->in);
+	registry_binding_clear(&j->in);
 	if (j->has_target)
 		target_clear(&j->target);
 	registry_binding_free(j->found);
@@ -354,7 +342,7 @@ void edge_binding_drop(sipedge *edge, edge_binding *b)
 	}
 	if (b->tp)
 		tport_unref(b->tp);
-	edge_binding_rec_clear(&b->rec);
+	registry_binding_clear(&b->rec);
 	free(b);
 }
 

@@ -172,7 +172,6 @@ edge_rjob *edge_rjob_new(sipedge *edge, edge_rjob_work_fn work, edge_rjob_done_f
 /* Queue it; on failure (or with j->rc already set: its inputs could not
  * be built) j->done runs at once with rc set. Never blocks. */
 void edge_rjob_submit(sipedge *edge, edge_rjob *j);
-void edge_binding_rec_clear(registry_binding *b);
 pgw_err edge_binding_rec_copy(registry_binding *dst, const registry_binding *src);
 
 /* ---- sipedge.c helpers ---- */

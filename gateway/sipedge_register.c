@@ -121,13 +121,13 @@ static edge_binding *remember_binding(sipedge *edge, edge_reg *r, const registry
 	}
 	if (!b) {
 		if (edge->n_bindings >= EDGE_MAX_BINDINGS || !(b = calloc(1, sizeof *b))) {
-			edge_binding_rec_clear(&copy);
+			registry_binding_clear(&copy);
 			return NULL;
 		}
 		b->rec = copy;
 		edge_binding_add(edge, b);
 	} else {
-		edge_binding_rec_clear(&b->rec);
+		registry_binding_clear(&b->rec);
 		b->rec = copy; /* the same id: its hash chain stays */
 	}
 	b->has_push = r->has_target;

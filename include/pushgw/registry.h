@@ -203,6 +203,8 @@ pgw_err registry_binding_delete(registry *reg, const char *id);
  * in one transaction; *removed (may be NULL) says how many. */
 pgw_err registry_binding_expire(registry *reg, const char *edge, int64_t now_ms, int *removed);
 
+/* Frees the strings inside b (not b itself) and zeroes it. Accepts NULL. */
+void registry_binding_clear(registry_binding *b);
 /* Accept NULL. */
 void registry_binding_free(registry_binding *b);
 void registry_bindings_free(registry_binding *b, size_t n);
