@@ -79,7 +79,7 @@ valgrind_wake() {
 		BUILD=build bash tests/integration/test_wake.sh
 }
 stage "integration under valgrind (memcheck; exit 0 required)" valgrind_wake
-stage "fuzz smoke (libFuzzer, 10 s a target)" tests/fuzz/run.sh --smoke
+stage "fuzz smoke (libFuzzer, 6 s a target)" tests/fuzz/run.sh --smoke
 echo
 echo "(make test took $(($(date +%s) - T0)) s)"
 echo "$total_p passed, $total_f failed"

@@ -2,7 +2,7 @@
 # Build the libFuzzer targets (tests/fuzz/fuzz.mk, clang) and run each for a
 # bounded time, starting from its seed corpus in tests/fuzz/corpus/<target>/.
 #   tests/fuzz/run.sh [--smoke] [--seconds N] [TARGET…]
-# Default: FUZZ_SECONDS (60) per target; --smoke: FUZZ_SMOKE_SECONDS (10).
+# Default: FUZZ_SECONDS (60) per target; --smoke: FUZZ_SMOKE_SECONDS (6).
 # New inputs go to build-fuzz/corpus/<target>/, crashes to
 # build-fuzz/artifacts/ (add a fixed crash's input to the seed corpus).
 # Prints one line per target (cov, exec/s) and "N passed, M failed" last.
@@ -15,7 +15,7 @@ seconds=${FUZZ_SECONDS:-60}
 targets=()
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--smoke) seconds=${FUZZ_SMOKE_SECONDS:-10} ;;
+	--smoke) seconds=${FUZZ_SMOKE_SECONDS:-6} ;;
 	--seconds) seconds=${2:?--seconds needs a number}; shift ;;
 	-h|--help) sed -n '2,8p' "$0"; exit 0 ;;
 	-*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
