@@ -440,6 +440,13 @@ static enum MHD_Result send_error(struct MHD_Connection *c, request *r, int stat
 	return send_body(c, r, status, "application/json", body, strlen(body));
 }
 
+/* The drain's answer: the client should go to another instance. */
+static enum MHD_Result send_shutting_down(struct MHD_Connection *c, request *r)
+{
+	return send_error(c, r, 503, "shutting_down",
+			  "the gateway is shutting down; retry on another instance");
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *c, request *r, int status, json_t *doc)
 {
 	char *body = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -699,8 +706,7 @@ static enum MHD_Result call_failed(struct MHD_Connection *c, request *r, const r
 	char msg[200];
 
 	if (k->refused == PGW_ESTATE)
-		return send_error(c, r, 503, "shutting_down",
-				  "the gateway is shutting down; retry on another instance");
+		return send_shutting_down(c, r);
 	if (k->refused == PGW_EFULL)
 		snprintf(msg, sizeof msg, "%stoo many registry calls are waiting; retry shortly", field);
 	else if (k->timed_out || k->rc == PGW_ETIMEOUT) /* the queue's deadline, or the backend's */
@@ -823,8 +829,7 @@ static void on_async_wake_done(void *arg)
 static enum MHD_Result wake_not_started(struct MHD_Connection *c, request *r, pgw_err why)
 {
 	if (why == PGW_ESTATE || atomic_load(&r->api->draining))
-		return send_error(c, r, 503, "shutting_down",
-				  "the gateway is shutting down; retry on another instance");
+		return send_shutting_down(c, r);
 	return send_error(c, r, 500, "internal_error", "could not start the wake");
 }
 
@@ -1348,7 +1353,7 @@ static enum MHD_Result on_first_call(struct MHD_Connection *c, request *r, const
 		return MHD_NO; /* close: no answer for an unauthenticated peer */
 	}
 	if (atomic_load(&api->draining))
-		return send_error(c, r, 503, "shutting_down", "the gateway is shutting down; retry on another instance");
+		return send_shutting_down(c, r);
 	/* Key and scope before the body: a client without a key must not make
 	 * the gateway buffer bodies (up to limits.max_body_bytes each). */
 	{
@@ -1415,8 +1420,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	/* The body completed after SIGTERM: the loop may be gone by the time
 	 * the work would reach it, so the answer is the drain's. */
 	if (atomic_load(&api->draining) && r->route < ROUTE_HEALTHZ)
-		return send_error(c, r, 503, "shutting_down",
-				  "the gateway is shutting down; retry on another instance");
+		return send_shutting_down(c, r);
 	switch (r->route) {
 	case ROUTE_READYZ:
 	case ROUTE_METRICS:
