@@ -15,6 +15,11 @@
 #define FETCH_TIMEOUT_MS 10000
 #define RETRY_MIN_MS 1000
 #define RETRY_MAX_MS 60000
+/* A push waits for the fetch already scheduled after a failure only when
+ * that fetch has at least this long to answer before the push's deadline;
+ * otherwise it ends auth_error at once (with the last failure's reason)
+ * rather than timing out a moment after the fetch went out. */
+#define RETRY_ANSWER_MARGIN_MS 500
 /* Google grants an hour; a longer claim is cut so the clock maths cannot overflow. */
 #define TOKEN_LIFETIME_MAX_S 86400
 
@@ -301,7 +306,7 @@ pgw_err fcm_auth_wait(fcm_auth *auth, int64_t deadline_ms, fcm_token_fn cb, void
 		/* after a failure the next fetch is already scheduled: a burst of
 		 * wakes must not turn the backoff into one fetch per wake */
 		if (auth->retry_at_ms && auth->refresh_timer) {
-			if (auth->retry_at_ms >= deadline_ms)
+			if (auth->retry_at_ms + RETRY_ANSWER_MARGIN_MS >= deadline_ms)
 				return PGW_EAUTH;
 		} else {
 			fetch = true;
